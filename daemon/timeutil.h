@@ -1,0 +1,19 @@
+/* timeutil.h: durations ("90s", "15m", "1h", "2d") and the ISO-8601 UTC
+ * timestamps Dataverse speaks ("2026-11-25T09:59:58Z"). Pure functions. */
+#pragma once
+
+#include <stdint.h>
+#include <time.h>
+
+#define ISO8601_BUFSZ sizeof("2026-11-25T09:59:58Z")
+
+/* "30s", "15m", "1h", "2d", "1h30m", or plain seconds "90". 0 on success,
+ * -EINVAL for bad syntax or unit, -ERANGE when it overflows. */
+int duration_parse(const char *s, uint64_t *ret_sec);
+/* Shortest exact form: 90 -> "90s", 3600 -> "1h", 5400 -> "90m". */
+char *duration_format(uint64_t sec, char *buf, size_t size);
+
+/* Accepts "YYYY-MM-DDTHH:MM:SS[.fff]Z" and "+HH:MM"/"-HH:MM" offsets. */
+int iso8601_parse(const char *s, time_t *ret);
+/* Always "YYYY-MM-DDTHH:MM:SSZ"; buf must hold ISO8601_BUFSZ bytes. */
+char *iso8601_format(time_t t, char buf[static ISO8601_BUFSZ]);
