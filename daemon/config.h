@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "macro.h"
+
 enum output_kind {
         OUTPUT_AUTO,    /* journal under systemd, stderr otherwise */
         OUTPUT_JOURNAL,
@@ -62,3 +64,12 @@ int config_dump(const struct s3_config *c, FILE *f);
 
 const char *output_kind_to_string(enum output_kind k);
 int output_kind_from_string(const char *s);     /* -EINVAL if unknown */
+
+/* [A-Za-z0-9._-]{1,64}, not "." or "..": environment names name files. */
+bool config_environment_name_is_valid(const char *name);
+
+/* OUTPUT_AUTO becomes journal when $JOURNAL_STREAM or $INVOCATION_ID shows a
+ * systemd service, stderr otherwise; other kinds are returned as they are. */
+enum output_kind output_kind_resolve(enum output_kind k);
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct s3_config *, config_free);
