@@ -572,6 +572,29 @@ static void test_long_environment_name(void **state) {
         assert_string_equal(c->envs[0].name, name);
 }
 
+/* libinih's line buffer: the man page promises 197 characters. */
+static void test_line_length(void **state) {
+        struct fixture *fx = *state;
+
+        for (size_t len = 196; len <= 198; len++) {
+                _cleanup_(config_freep) struct s3_config *c = NULL;
+                _cleanup_free_ char *error = NULL, *text = NULL;
+                char line[256] = "metrics_file = /";
+
+                memset(line + strlen(line), 'm', len - strlen(line));
+                line[len] = '\0';
+                assert_true(asprintf(&text, "[s3mond]\n%s\n# a comment may be longer: %s%s\n%s", line, line,
+                                     line, minimal_env) > 0);
+                if (len <= 197) {
+                        assert_int_equal(load_text(fx->dir, "len.conf", text, &c, &error), 0);
+                        assert_int_equal(strlen(c->metrics_file), len - strlen("metrics_file = "));
+                } else {
+                        assert_int_equal(load_text(fx->dir, "len.conf", text, &c, &error), -EINVAL);
+                        assert_non_null(strstr(error, "len.conf:2: the line is longer than 197 characters"));
+                }
+        }
+}
+
 static void test_environment_names(void **state) {
         (void) state;
         assert_true(config_environment_name_is_valid("prod"));
@@ -628,6 +651,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_first_error_wins, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_long_environment_name, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_line_length, setup, teardown),
                 cmocka_unit_test(test_environment_names),
                 cmocka_unit_test(test_output_kinds),
         };
