@@ -765,6 +765,9 @@ static int unknown_key(struct parser *p, const struct section *s, const char *na
         char known[256] = "", buf[128];
         size_t used = 0;
 
+        if (strcmp(name, "client_secret") == 0 && s->kind == SECTION_ENV)
+                return fail(p, p->line, "unknown key 'client_secret': secrets do not go in this file; "
+                            "put it alone in a file of mode 0600 and name that with client_secret_file");
         if (other_section)
                 return fail(p, p->line, "key '%s' belongs in %s, not in %s", name,
                             s->kind == SECTION_MAIN ? "an [environment NAME] section" : "[s3mond]",
