@@ -421,7 +421,7 @@ static int parse_ca_file(struct parser *p, const struct key_def *k, const char *
                         return -ENOMEM;
                 path = joined;
         }
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0)
                 return fail(p, p->line, "%s: cannot read %s: %s", k->name, path, strerror(errno));
         resolved = realpath(path, NULL);
@@ -434,7 +434,7 @@ static int parse_ca_file(struct parser *p, const struct key_def *k, const char *
 
 /* Open the secret file: an absolute path as is; a relative one in
  * $CREDENTIALS_DIRECTORY (systemd's LoadCredential=), else next to the
- * configuration file. */
+ * configuration file. O_NONBLOCK: a FIFO there must not hang the start. */
 static int open_secret(struct parser *p, const struct key_def *k, const char *value, int *ret_fd,
                        char **ret_path) {
         _cleanup_free_ char *in_creds = NULL, *in_dir = NULL;
@@ -446,7 +446,7 @@ static int open_secret(struct parser *p, const struct key_def *k, const char *va
                         in_creds = path_join(p->credentials_dir, value);
                         if (!in_creds)
                                 return -ENOMEM;
-                        fd = open(in_creds, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                        fd = open(in_creds, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
                         if (fd >= 0) {
                                 *ret_fd = fd;
                                 *ret_path = TAKE_PTR(in_creds);
@@ -461,7 +461,7 @@ static int open_secret(struct parser *p, const struct key_def *k, const char *va
                         return -ENOMEM;
                 path = in_dir;
         }
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0) {
                 if (errno == ENOENT && in_creds)
                         return fail(p, p->line, "%s: cannot open '%s': no such file in "
