@@ -1,6 +1,5 @@
-/* config.c: the configuration file (DESIGN.md section 5): reading it with
- * libinih, validating every value, defaults, the client secrets, the dump.
- * It must not know how the values are used (HTTP, outputs, state). */
+/* config.c: the configuration file: libinih parsing, checks, defaults, secrets,
+ * the dump. It must not know how the values are used (HTTP, outputs, state). */
 #include <arpa/inet.h>
 #include <assert.h>
 #include <ctype.h>
