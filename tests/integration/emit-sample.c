@@ -27,19 +27,6 @@ static int facility_from_string(const char *s) {
         return -EINVAL;
 }
 
-/* Not config.h's output_kind_from_string(): this driver needs no config.c. */
-static int kind_from_string(const char *s) {
-        static const char *const names[] = {
-                [OUTPUT_JOURNAL] = "journal", [OUTPUT_SYSLOG] = "syslog",
-                [OUTPUT_STDERR] = "stderr", [OUTPUT_JSON] = "json",
-        };
-
-        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-                if (names[i] && strcmp(names[i], s) == 0)
-                        return (int) i;
-        return -EINVAL;
-}
-
 static int check(const char *what, int r) {
         if (r < 0)
                 fprintf(stderr, "emit-sample: %s: %s\n", what, strerror(-r));
@@ -58,7 +45,7 @@ int main(int argc, char **argv) {
         struct error_event failing, recovered;
         int kind, facility = LOG_DAEMON, failed = 0;
 
-        if (argc < 2 || argc > 3 || (kind = kind_from_string(argv[1])) < 0 ||
+        if (argc < 2 || argc > 3 || (kind = output_kind_from_string(argv[1])) < 0 ||
             (argc == 3 && (facility = facility_from_string(argv[2])) < 0)) {
                 fprintf(stderr, "usage: emit-sample journal|syslog|stderr|json [daemon|local0..local7]\n");
                 return 2;
