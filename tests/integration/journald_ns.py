@@ -3,8 +3,8 @@
 Everything happens in a private mount namespace (TESTING.md's recipe): tmpfs
 over /run/systemd/journal, /run/log and /var/log/journal, a journald started
 from /lib/systemd/systemd-journald, and on request a private /dev whose
-/dev/log is journald's syslog socket. Nothing is created on the host but one
-empty scratch directory under $TMPDIR, removed on exit.
+/dev/log is journald's syslog socket. Nothing at all is created or changed
+on the host.
 
 A test script uses it like this::
 
@@ -67,9 +67,9 @@ import ctypes
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 SKIP = 77
@@ -80,6 +80,7 @@ SYSLOG_SOCKET = "/run/systemd/journal/dev-log"
 # entries of earlier runs come back.
 JOURNAL_DIRS = ("/run/systemd/journal", "/run/log", "/var/log/journal")
 CATALOG_DIR = "/var/lib/systemd/catalog"
+SCRATCH = "/run/log/s3mond-journald-test"   # inside the /run/log tmpfs
 JOURNALD_CONF_DIR = "/etc/systemd/journald.conf.d"
 DEV_NODES = ("null", "zero", "random", "urandom", "full", "tty")
 
@@ -101,6 +102,7 @@ MaxLevelStore=debug
 # Set by reexec_in_namespace(): the mount namespace we came from.
 NS_ENV = "S3MOND_OUTER_MNT_NS"
 
+PR_SET_PDEATHSIG = 1
 MS_BIND = 4096
 MS_REC = 16384
 MNT_DETACH = 2
@@ -264,6 +266,17 @@ def _install_catalog(mounts, scratch, catalog):
     shutil.copy(os.path.join(root, "var/lib/systemd/catalog/database"), CATALOG_DIR)
 
 
+def _die_with_parent():
+    # If the test is killed (meson's timeout), journald must not outlive it
+    # and keep the namespace alive.
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _sigterm(signum, frame):
+    # Unwind through the finally blocks: kill journald, undo the mounts.
+    raise SystemExit(128 + signum)
+
+
 def _wait_for(paths, proc, log, timeout):
     deadline = time.monotonic() + timeout
     while not all(os.path.exists(p) for p in paths):
@@ -307,13 +320,15 @@ def journald(dev_log=False, catalog=None, timeout=10.0):
         raise RuntimeError("journald_ns.journald() outside a private mount namespace: "
                            "call reexec_in_namespace() first")
     mounts = _Mounts()
-    scratch = tempfile.mkdtemp(prefix="s3mond-journald.")
     proc = None
+    old_sigterm = signal.signal(signal.SIGTERM, _sigterm)
     try:
-        # Our own files live in a tmpfs over the (host-empty) scratch dir.
-        mounts.mount("tmpfs", scratch, "tmpfs", 0, "mode=0700")
         for d in JOURNAL_DIRS:
             mounts.tmpfs_over(d)
+        # Our own files (journald's log, the real /dev, the catalog) live in
+        # one of those tmpfs, so nothing at all is created on the host.
+        scratch = SCRATCH
+        os.makedirs(scratch, mode=0o700)
         mounts.tmpfs_over(JOURNALD_CONF_DIR)
         with open(os.path.join(JOURNALD_CONF_DIR, "zz-s3mond-test.conf"), "w") as f:
             f.write(JOURNALD_CONF)
@@ -323,7 +338,8 @@ def journald(dev_log=False, catalog=None, timeout=10.0):
         log = os.path.join(scratch, "journald.log")
         with open(log, "wb") as logf:
             proc = subprocess.Popen([JOURNALD], stdin=subprocess.DEVNULL, stdout=logf,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    preexec_fn=_die_with_parent)
         _wait_for([JOURNAL_SOCKET, SYSLOG_SOCKET], proc, log, timeout)
         if dev_log:
             _private_dev(mounts, scratch)
@@ -337,10 +353,7 @@ def journald(dev_log=False, catalog=None, timeout=10.0):
                 proc.kill()
                 proc.wait(timeout=5)
         errors = mounts.undo()
-        try:
-            os.rmdir(scratch)
-        except OSError as e:
-            errors.append(f"rmdir {scratch}: {e}")
+        signal.signal(signal.SIGTERM, old_sigterm)
         if errors:
             print("journald_ns cleanup: " + "; ".join(errors), file=sys.stderr)
 
