@@ -1,7 +1,7 @@
 /* cache.c: per-environment cache of mailboxes, possible culprit workflows and
- * steps, merged from full and delta reads. Knows nothing of HTTP or of alerts.
- *
- * Everything is a sorted array: lookups are binary searches, a delta of d rows
+ * steps, merged from full and delta reads. Knows nothing of HTTP or of alerts. */
+
+/* Everything is a sorted array: lookups are binary searches, a delta of d rows
  * into n costs O((n + d) log(n + d)), an idle poll (no delta) costs nothing.
  * Mailboxes are stored as 32-byte entries with a binary GUID and their two
  * strings in one arena, rebuilt on every change. */

@@ -1,16 +1,15 @@
 /* correlate.c: suspects, the evidence request of a cycle, evidence matching,
- * verdict, notes and remedy -> struct finding. No I/O, no clock, no
- * knowledge of how findings are rendered or where rows come from.
- *
- * The remedy follows Microsoft's KB 4471762 ("UnknownIncomingEmailIntegrationError
- * logged in mailbox alerts", learn.microsoft.com/troubleshoot/dynamics-365/sales/
- * unknownincomingemailintegrationerror-2147220956): -2147220956 is IsvUnexpected,
- * a custom plug-in or workflow failing synchronously while the item is
- * created; look for activated workflows on the entity that start when a
- * record is created without "Run this workflow in the background", and for
- * synchronous SDK message processing steps on it; check the workflow's
- * Process Sessions; disable the suspect to confirm. For appointments,
- * contacts and tasks, workflows that run on update count too. */
+ * verdict, notes and remedy -> struct finding. No I/O, no clock, no rendering. */
+
+/* The remedy follows Microsoft's KB 4471762, "UnknownIncomingEmailIntegrationError
+ * logged in mailbox alerts in Microsoft Dynamics 365" (Microsoft Learn, Dynamics
+ * 365 Sales troubleshooting): -2147220956 is IsvUnexpected, a custom plug-in or
+ * workflow throwing while the item is created. Look for activated workflows on
+ * the entity that start when a record is created and do not have "Run this
+ * workflow in the background (recommended)" checked (for appointments, contacts
+ * and tasks, also those that run on update), check their Process Sessions; look
+ * for SDK message processing steps on the entity with Execution Mode
+ * Synchronous; disable the suspect temporarily to confirm it. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,6 +19,7 @@
 
 #include "correlate.h"
 #include "detect.h"
+#include "schema.h"
 
 /* qsort() that accepts an empty (NULL) array. */
 static void sort(void *base, size_t n, size_t size, int (*compare)(const void *, const void *)) {
@@ -264,72 +264,145 @@ int correlate_evidence_request(const struct alert *alerts, size_t n, const struc
 /* ---- the evidence index -------------------------------------------------- */
 
 struct ref {
-        const char *key;        /* process id, or step id */
         time_t at;
         const char *id;
         const void *row;
 };
 
-struct correlate_evidence {
-        struct ref *sessions;
-        size_t n_sessions;
-        struct ref *traces;
-        size_t n_traces;
+/* A run of refs with one key (a workflow definition, or a step), by time. */
+struct group {
+        char *key;
+        size_t first, n;
 };
 
-static int ref_compare(const void *a, const void *b) {
-        const struct ref *x = a, *y = b;
+struct correlate_evidence {
+        struct ref *sessions;
+        struct group *session_groups;   /* by key: the session's definition */
+        size_t n_session_groups;
+        struct ref *traces;
+        struct group *trace_groups;     /* by key: the trace's step */
+        size_t n_trace_groups;
+};
+
+struct keyed_ref {
+        const char *key;
+        struct ref ref;
+};
+
+static int keyed_ref_compare(const void *a, const void *b) {
+        const struct keyed_ref *x = a, *y = b;
         int r = strcmp(x->key, y->key);
         if (r != 0)
                 return r;
-        if (x->at != y->at)
-                return x->at < y->at ? -1 : 1;
-        return strcmp(x->id, y->id);
+        if (x->ref.at != y->ref.at)
+                return x->ref.at < y->ref.at ? -1 : 1;
+        return strcmp(x->ref.id, y->ref.id);
+}
+
+static void groups_free(struct group *g, size_t n) {
+        for (size_t i = 0; g && i < n; i++)
+                free(g[i].key);
+        free(g);
 }
 
 void correlate_evidence_free(struct correlate_evidence *e) {
         if (!e)
                 return;
         free(e->sessions);
+        groups_free(e->session_groups, e->n_session_groups);
         free(e->traces);
+        groups_free(e->trace_groups, e->n_trace_groups);
         free(e);
 }
 
-int correlate_evidence_new(const struct session_row *sessions, size_t n_sessions,
-                           const struct trace_row *traces, size_t n_traces,
-                           struct correlate_evidence **ret) {
+/* Sort the keyed refs and split them into refs and groups (keys copied). */
+static int group_refs(struct keyed_ref *k, size_t n, struct ref **ret_refs, struct group **ret_groups,
+                      size_t *ret_n_groups) {
+        _cleanup_free_ struct ref *refs = NULL;
+        struct group *groups = NULL;
+        size_t n_groups = 0;
+
+        *ret_refs = NULL;
+        *ret_groups = NULL;
+        *ret_n_groups = 0;
+        if (n == 0)
+                return 0;
+        sort(k, n, sizeof(*k), keyed_ref_compare);
+        refs = calloc(n, sizeof(*refs));
+        groups = calloc(n, sizeof(*groups));
+        if (!refs || !groups) {
+                free(groups);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                refs[i] = k[i].ref;
+                if (n_groups > 0 && strcmp(groups[n_groups - 1].key, k[i].key) == 0) {
+                        groups[n_groups - 1].n++;
+                        continue;
+                }
+                groups[n_groups] = (struct group) { .key = strdup(k[i].key), .first = i, .n = 1 };
+                if (!groups[n_groups++].key) {
+                        groups_free(groups, n_groups);
+                        return -ENOMEM;
+                }
+        }
+        *ret_refs = TAKE_PTR(refs);
+        *ret_groups = groups;
+        *ret_n_groups = n_groups;
+        return 0;
+}
+
+int correlate_evidence_new(const struct cache *cc, const struct session_row *sessions, size_t n_sessions,
+                           const struct trace_row *traces, size_t n_traces, struct correlate_evidence **ret) {
         _cleanup_(correlate_evidence_freep) struct correlate_evidence *e = calloc(1, sizeof(*e));
+        _cleanup_free_ struct keyed_ref *k = NULL;
+        size_t n = 0;
+        int r;
 
         if (!e)
                 return -ENOMEM;
-        if (n_sessions > 0 && !(e->sessions = calloc(n_sessions, sizeof(*e->sessions))))
-                return -ENOMEM;
-        if (n_traces > 0 && !(e->traces = calloc(n_traces, sizeof(*e->traces))))
+        if (n_sessions + n_traces > 0 && !(k = calloc(n_sessions + n_traces, sizeof(*k))))
                 return -ENOMEM;
         for (size_t i = 0; i < n_sessions; i++) {
                 const struct session_row *s = &sessions[i];
-                if (s->statuscode == 6 && s->process_id && s->id)
-                        e->sessions[e->n_sessions++] = (struct ref) { s->process_id, s->at, s->id, s };
+                const char *definition;
+
+                if (s->statuscode != DV_STATUS_SESSION_FAILED || !s->process_id || !s->id)
+                        continue;
+                definition = cc ? cache_workflow_definition_of(cc, s->process_id) : NULL;
+                k[n++] = (struct keyed_ref) { definition ? definition : s->process_id, { s->at, s->id, s } };
         }
+        r = group_refs(k, n, &e->sessions, &e->session_groups, &e->n_session_groups);
+        if (r < 0)
+                return r;
+        n = 0;
         for (size_t i = 0; i < n_traces; i++) {
                 const struct trace_row *t = &traces[i];
                 if (t->mode == 0 && t->step_id && t->id && t->exception && *t->exception)
-                        e->traces[e->n_traces++] = (struct ref) { t->step_id, t->at, t->id, t };
+                        k[n++] = (struct keyed_ref) { t->step_id, { t->at, t->id, t } };
         }
-        sort(e->sessions, e->n_sessions, sizeof(struct ref), ref_compare);
-        sort(e->traces, e->n_traces, sizeof(struct ref), ref_compare);
+        r = group_refs(k, n, &e->traces, &e->trace_groups, &e->n_trace_groups);
+        if (r < 0)
+                return r;
         *ret = TAKE_PTR(e);
         return 0;
 }
 
-/* First ref at or after (key, at). */
-static size_t ref_lower_bound(const struct ref *refs, size_t n, const char *key, time_t at) {
+static int group_key_compare(const void *key, const void *elem) {
+        return strcmp(key, ((const struct group *) elem)->key);
+}
+
+static const struct group *group_find(const struct group *g, size_t n, const char *key) {
+        return n > 0 ? bsearch(key, g, n, sizeof(*g), group_key_compare) : NULL;
+}
+
+/* First ref of the run at or after at. */
+static size_t time_lower_bound(const struct ref *refs, size_t n, time_t at) {
         size_t lo = 0, hi = n;
 
         while (lo < hi) {
                 size_t mid = lo + (hi - lo) / 2;
-                int r = strcmp(refs[mid].key, key);
-                if (r < 0 || (r == 0 && refs[mid].at < at))
+                if (refs[mid].at < at)
                         lo = mid + 1;
                 else
                         hi = mid;
@@ -365,19 +438,25 @@ static bool trace_matches(const struct ref *ref, const struct trace_match *m) {
                (!m->step->primary_entity || strcasecmp(m->step->primary_entity, t->primary_entity) == 0);
 }
 
-/* Append to out (room for CORRELATE_MAX_EVIDENCE more) the matching refs of
- * key within the window, closest to at first. */
-static size_t closest(const struct ref *refs, size_t n, const char *key, time_t at, time_t window,
+/* Fill out (room for CORRELATE_MAX_EVIDENCE) with the matching refs of the
+ * run within the window, closest to at first; returns how many. */
+static size_t closest(const struct ref *refs, const struct group *g, time_t at, time_t window,
                       const struct trace_match *m, struct candidate *out) {
-        size_t lo = ref_lower_bound(refs, n, key, at - window), hi = ref_lower_bound(refs, n, key, at + window + 1);
-        size_t split = ref_lower_bound(refs, n, key, at), left = split, right = split, k = 0;
+        const struct ref *run;
+        size_t lo, hi, left, right, k = 0;
 
+        if (!g)
+                return 0;
+        run = refs + g->first;
+        lo = time_lower_bound(run, g->n, at - window);
+        hi = time_lower_bound(run, g->n, at + window + 1);
+        left = right = time_lower_bound(run, g->n, at);
         while (k < CORRELATE_MAX_EVIDENCE && (left > lo || right < hi)) {
                 const struct ref *ref;
-                if (left > lo && (right >= hi || at - refs[left - 1].at <= refs[right].at - at))
-                        ref = &refs[--left];
+                if (left > lo && (right >= hi || at - run[left - 1].at <= run[right].at - at))
+                        ref = &run[--left];
                 else
-                        ref = &refs[right++];
+                        ref = &run[right++];
                 if (trace_matches(ref, m))
                         out[k++] = (struct candidate) { ref, ref->at > at ? ref->at - at : at - ref->at };
         }
@@ -423,8 +502,6 @@ static char *error_summary(const char *text, const char *fallback) {
 
 static int evidence_fill(struct culprit *c, enum evidence_kind kind, struct candidate *cand, size_t n) {
         sort(cand, n, sizeof(*cand), candidate_compare);
-        if (n > CORRELATE_MAX_EVIDENCE)
-                n = CORRELATE_MAX_EVIDENCE;
         if (n == 0)
                 return 0;
         c->evidence = calloc(n, sizeof(*c->evidence));
@@ -449,21 +526,16 @@ static int evidence_fill(struct culprit *c, enum evidence_kind kind, struct cand
         return 0;
 }
 
+/* Sessions of the definition and of its activations (indexed together). */
 static int workflow_evidence(struct culprit *c, const struct workflow_row *w, const struct alert *a,
-                             const struct cache *cc, const struct correlate_evidence *ev, time_t window) {
-        const struct workflow_row *const *acts = NULL;
-        size_t n_acts = cache_workflow_activations(cc, w->id, &acts), n = 0;
-        _cleanup_free_ struct candidate *cand = NULL;
+                             const struct correlate_evidence *ev, time_t window) {
+        struct candidate cand[CORRELATE_MAX_EVIDENCE];
 
-        if (!ev || ev->n_sessions == 0)
+        if (!ev)
                 return 0;
-        cand = calloc((n_acts + 1) * CORRELATE_MAX_EVIDENCE, sizeof(*cand));
-        if (!cand)
-                return -ENOMEM;
-        n += closest(ev->sessions, ev->n_sessions, w->id, a->at, window, NULL, cand + n);
-        for (size_t i = 0; i < n_acts; i++)
-                n += closest(ev->sessions, ev->n_sessions, acts[i]->id, a->at, window, NULL, cand + n);
-        return evidence_fill(c, EVIDENCE_PROCESS_SESSION, cand, n);
+        return evidence_fill(c, EVIDENCE_PROCESS_SESSION, cand,
+                             closest(ev->sessions, group_find(ev->session_groups, ev->n_session_groups, w->id),
+                                     a->at, window, NULL, cand));
 }
 
 static int step_evidence(struct culprit *c, const struct step_row *s, const struct alert *a,
@@ -471,10 +543,11 @@ static int step_evidence(struct culprit *c, const struct step_row *s, const stru
         struct candidate cand[CORRELATE_MAX_EVIDENCE];
         struct trace_match m = { s, it };
 
-        if (!ev || ev->n_traces == 0)
+        if (!ev)
                 return 0;
         return evidence_fill(c, EVIDENCE_PLUGIN_TRACE, cand,
-                             closest(ev->traces, ev->n_traces, s->id, a->at, window, &m, cand));
+                             closest(ev->traces, group_find(ev->trace_groups, ev->n_trace_groups, s->id), a->at,
+                                     window, &m, cand));
 }
 
 /* "appointment,task": the entity of a culprit that runs for all of them. */
@@ -497,7 +570,7 @@ static char *items_joined(const struct items *it) {
 }
 
 static int culprit_fill(struct culprit *c, const struct suspect *s, const struct alert *a, const struct items *it,
-                        const struct cache *cc, const struct correlate_evidence *ev, time_t window) {
+                        const struct correlate_evidence *ev, time_t window) {
         c->kind = s->kind;
         c->message = strdup(s->message);
         c->entity = s->entity ? strdup(s->entity) : items_joined(it);
@@ -508,7 +581,7 @@ static int culprit_fill(struct culprit *c, const struct suspect *s, const struct
                 c->name = strdup(s->workflow->name ? s->workflow->name : s->workflow->id);
                 if (!c->id || !c->name)
                         return -ENOMEM;
-                return workflow_evidence(c, s->workflow, a, cc, ev, window);
+                return workflow_evidence(c, s->workflow, a, ev, window);
         }
         c->id = strdup(s->step->id);
         if (s->step->name && *s->step->name)
@@ -523,8 +596,14 @@ static int culprit_fill(struct culprit *c, const struct suspect *s, const struct
         return step_evidence(c, s->step, a, it, ev, window);
 }
 
-static int culprit_compare(const void *a, const void *b) {
-        const struct culprit *x = a, *y = b;
+/* A culprit in the making, with what the notes need of its suspect. */
+struct ranked {
+        struct culprit culprit;
+        bool keeps_no_logs;
+};
+
+static int ranked_compare(const void *a, const void *b) {
+        const struct culprit *x = &((const struct ranked *) a)->culprit, *y = &((const struct ranked *) b)->culprit;
         int r;
 
         if ((x->n_evidence > 0) != (y->n_evidence > 0))
@@ -551,7 +630,7 @@ static int note_add(struct finding *f, const char *fmt, ...) {
         return 0;
 }
 
-static int notes_make(struct finding *f, const struct alert *a, const struct items *it, const struct cache *cc,
+static int notes_make(struct finding *f, const struct alert *a, const struct items *it, const bool *keeps_no_logs,
                       const struct correlate_params *p) {
         bool steps_without_traces = false;
         int r;
@@ -564,17 +643,14 @@ static int notes_make(struct finding *f, const struct alert *a, const struct ite
                 return r;
         for (size_t i = 0; i < f->n_culprits; i++) {
                 const struct culprit *c = &f->culprits[i];
-                const struct workflow_row *w;
 
-                if (c->kind == CULPRIT_PLUGIN_STEP) {
+                if (c->kind == CULPRIT_PLUGIN_STEP)
                         steps_without_traces = steps_without_traces || c->n_evidence == 0;
-                        continue;
-                }
-                w = cache_workflow_get(cc, c->id);
-                if (w && !w->keeps_failure_logs &&
-                    (r = note_add(f, "Workflow '%s' keeps no failure logs: turn on 'Keep logs for workflow jobs "
-                                     "that encountered errors' in its properties to see its failed Process Sessions",
-                                  c->name)) < 0)
+                else if (keeps_no_logs[i] &&
+                         (r = note_add(f, "Workflow '%s' keeps no failure logs: turn on 'Keep logs for workflow "
+                                          "jobs that encountered errors' in its properties to see its failed "
+                                          "Process Sessions",
+                                       c->name)) < 0)
                         return r;
         }
         if (f->verdict == VERDICT_SUSPECTED && steps_without_traces &&
@@ -656,10 +732,44 @@ static int remedy_make(struct finding *f, const struct alert *a, const struct it
         return 0;
 }
 
+/* The suspects as culprits, with their evidence, in the order of a finding;
+ * *ret_keeps_no_logs (freed by the caller) flags the workflows without
+ * failure logs, culprit by culprit. */
+static int culprits_make(struct finding *f, const struct alert *a, const struct items *it, const struct suspects *s,
+                         const struct correlate_evidence *ev, const struct correlate_params *p,
+                         bool **ret_keeps_no_logs) {
+        _cleanup_free_ struct ranked *ranked = NULL;
+        size_t n = 0;
+        int r = 0;
+
+        *ret_keeps_no_logs = NULL;
+        if (s->n == 0)
+                return 0;
+        ranked = calloc(s->n, sizeof(*ranked));
+        f->culprits = calloc(s->n, sizeof(*f->culprits));
+        *ret_keeps_no_logs = calloc(s->n, sizeof(bool));
+        if (!ranked || !f->culprits || !*ret_keeps_no_logs)
+                return -ENOMEM;
+        for (; n < s->n && r >= 0; n++) {
+                r = culprit_fill(&ranked[n].culprit, &s->v[n], a, it, ev, window_of(p));
+                ranked[n].keeps_no_logs = s->v[n].workflow && !s->v[n].workflow->keeps_failure_logs;
+        }
+        if (r >= 0)
+                sort(ranked, n, sizeof(*ranked), ranked_compare);
+        /* Hand every culprit over, even on failure, so finding_free() has them. */
+        for (size_t i = 0; i < n; i++) {
+                f->culprits[i] = ranked[i].culprit;
+                (*ret_keeps_no_logs)[i] = ranked[i].keeps_no_logs;
+        }
+        f->n_culprits = n;
+        return r;
+}
+
 static int finding_make(const struct alert *a, const struct cache *cc, const struct correlate_evidence *ev,
                         const struct correlate_params *p, unsigned generation, time_t detected_at,
                         struct finding *f) {
         struct items it = alert_items(a, p);
+        _cleanup_free_ bool *keeps_no_logs = NULL;
         struct suspects s;
         struct cache_mailbox mb;
         bool evidence = false;
@@ -684,24 +794,15 @@ static int finding_make(const struct alert *a, const struct cache *cc, const str
 
         if ((r = suspects_find(cc, a->kind == ALERT_KIND_ACT, &it, &s)) < 0)
                 return r;
-        if (s.n > 0 && !(f->culprits = calloc(s.n, sizeof(*f->culprits)))) {
-                suspects_done(&s);
-                return -ENOMEM;
-        }
-        for (size_t i = 0; i < s.n; i++) {
-                f->n_culprits++;
-                r = culprit_fill(&f->culprits[i], &s.v[i], a, &it, cc, ev, window_of(p));
-                if (r < 0) {
-                        suspects_done(&s);
-                        return r;
-                }
-                evidence = evidence || f->culprits[i].n_evidence > 0;
-        }
+        r = culprits_make(f, a, &it, &s, ev, p, &keeps_no_logs);
         suspects_done(&s);
-        sort(f->culprits, f->n_culprits, sizeof(*f->culprits), culprit_compare);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < f->n_culprits; i++)
+                evidence = evidence || f->culprits[i].n_evidence > 0;
         f->verdict = evidence ? VERDICT_CONFIRMED : f->n_culprits > 0 ? VERDICT_SUSPECTED : VERDICT_UNEXPLAINED;
 
-        if ((r = notes_make(f, a, &it, cc, p)) < 0)
+        if ((r = notes_make(f, a, &it, keeps_no_logs, p)) < 0)
                 return r;
         return remedy_make(f, a, &it);
 }
@@ -727,7 +828,7 @@ int correlate_alert(const struct alert *a, const struct cache *cc, const struct 
                     size_t n_sessions, const struct trace_row *traces, size_t n_traces,
                     const struct correlate_params *p, time_t detected_at, struct finding **ret) {
         _cleanup_(correlate_evidence_freep) struct correlate_evidence *ev = NULL;
-        int r = correlate_evidence_new(sessions, n_sessions, traces, n_traces, &ev);
+        int r = correlate_evidence_new(cc, sessions, n_sessions, traces, n_traces, &ev);
 
         if (r < 0)
                 return r;

@@ -66,14 +66,16 @@ int correlate_evidence_request(const struct alert *alerts, size_t n, const struc
                                const struct correlate_params *p, struct evidence_request *ret);
 void evidence_request_done(struct evidence_request *r);
 
-/* The fetched sessions and traces of a cycle, indexed once (by process or
- * step id, then time) so that each alert finds its evidence in O(log n).
- * Points into the rows: they must outlive the index. Rows that can never be
- * evidence (not failed, asynchronous, no exception) are left out. */
+/* The fetched sessions and traces of a cycle, indexed once, so that each
+ * alert finds its evidence in O(log n): sessions by the workflow definition
+ * they ran (their _processid_value, an activation row, mapped through the
+ * cache; the cache is read here only), traces by step, each by time. Points
+ * into the rows: they must outlive the index. Rows that can never be
+ * evidence (not failed, asynchronous, no exception) are left out. cc may be
+ * NULL (sessions are then matched on their own process id only). */
 struct correlate_evidence;
-int correlate_evidence_new(const struct session_row *sessions, size_t n_sessions,
-                           const struct trace_row *traces, size_t n_traces,
-                           struct correlate_evidence **ret);
+int correlate_evidence_new(const struct cache *cc, const struct session_row *sessions, size_t n_sessions,
+                           const struct trace_row *traces, size_t n_traces, struct correlate_evidence **ret);
 void correlate_evidence_free(struct correlate_evidence *e);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct correlate_evidence *, correlate_evidence_free)
 

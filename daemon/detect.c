@@ -1,6 +1,5 @@
-/* detect.c: tracelog and mailbox rows -> UnknownIncomingEmailIntegrationError
- * alerts, their kind (email or ACT) and their finding ids. Knows nothing of
- * workflows, evidence or where the rows came from. */
+/* detect.c: tracelog and mailbox rows -> -2147220956 alerts, their kind (email
+ * or ACT) and finding ids. Knows nothing of workflows, evidence or HTTP. */
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -84,6 +83,8 @@ static size_t quote_open(const char *p, const char **ret_close_a, const char **r
                 { "\xe2\x80\x9e", "\xe2\x80\x9c", "\xe2\x80\x9d" }, /* „ “ */
                 { "\xc2\xab", "\xc2\xbb", "\xc2\xbb" },             /* « » */
         };
+        if (*p != '"' && *p != '\xe2' && *p != '\xc2')
+                return 0; /* the common case, cheaply */
         for (size_t i = 0; i < sizeof(quotes) / sizeof(quotes[0]); i++)
                 if (strncmp(p, quotes[i].open, strlen(quotes[i].open)) == 0) {
                         *ret_close_a = quotes[i].close_a;
@@ -91,6 +92,10 @@ static size_t quote_open(const char *p, const char **ret_close_a, const char **r
                         return strlen(quotes[i].open);
                 }
         return 0;
+}
+
+static bool ascii_letter(char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
 /* Lower-case ASCII words of the text, quoted parts dropped, "e-mail" glued
@@ -115,11 +120,11 @@ static char *words_of(const char *text) {
                                 continue;
                         }
                 }
-                if (*p == '-' && p > text && isalpha((unsigned char) p[-1]) && isalpha((unsigned char) p[1])) {
+                if (*p == '-' && p > text && ascii_letter(p[-1]) && ascii_letter(p[1])) {
                         p++;
                         continue;
                 }
-                out[n++] = isalpha((unsigned char) *p) && !(*p & 0x80) ? (char) tolower((unsigned char) *p) : ' ';
+                out[n++] = ascii_letter(*p) ? (char) (*p | 0x20) : ' ';
                 p++;
         }
         out[n] = '\0';
@@ -128,7 +133,7 @@ static char *words_of(const char *text) {
 
 static bool word_in(const char *w, size_t len, const char *const *set) {
         for (; *set; set++)
-                if (strlen(*set) == len && strncmp(w, *set, len) == 0)
+                if (**set == *w && strncmp(w, *set, len) == 0 && (*set)[len] == '\0')
                         return true;
         return false;
 }

@@ -151,7 +151,7 @@ int main(int argc, char **argv) {
                 if (in_list(req.step_ids, req.n_step_ids, tr[i].step_id) && tr[i].at >= req.from &&
                     tr[i].at <= req.to)
                         tr_req[n_tr_req++] = tr[i];
-        if (correlate_evidence_new(se_req, n_se_req, tr_req, n_tr_req, &ev) < 0)
+        if (correlate_evidence_new(cc, se_req, n_se_req, tr_req, n_tr_req, &ev) < 0)
                 die("evidence index", NULL);
 
         findings = json_array();

@@ -511,7 +511,7 @@ static void test_cycle(void **state) {
         };
         struct trace_row t[] = { trace_of(1, 2, "Update", "task", 0, T0 + 3590, "task step") };
         _cleanup_(correlate_evidence_freep) struct correlate_evidence *ev = NULL;
-        assert_int_equal(correlate_evidence_new(s, ELEMENTSOF(s), t, ELEMENTSOF(t), &ev), 0);
+        assert_int_equal(correlate_evidence_new(c, s, ELEMENTSOF(s), t, ELEMENTSOF(t), &ev), 0);
 
         struct finding *f[3];
         for (size_t i = 0; i < 3; i++)
