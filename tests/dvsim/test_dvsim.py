@@ -15,6 +15,7 @@ from urllib.parse import quote, urlsplit
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import dvsim  # noqa: E402
+import oracle  # noqa: E402
 
 TENANT = "contoso.onmicrosoft.com"
 CID = "11111111-1111-1111-1111-111111111111"
@@ -862,6 +863,49 @@ class TestFixtures(unittest.TestCase):
                                      exp["with_evidence"])
                     self.assertEqual(exp["verdict"] == "confirmed", bool(exp["with_evidence"]))
                     self.assertEqual(exp["verdict"] == "unexplained", not exp["culprits"])
+
+
+    def test_expectations_agree_with_the_oracle(self):
+        """Each fixture's hand-written expectations equal DESIGN's rules as
+        restated in oracle.py, for its stated config and every variant."""
+        for name in self.fixtures():
+            with open(os.path.join(FIXTURES, name)) as f:
+                data = json.load(f)
+            sim = dvsim.Simulator()
+            sim.load(data, name)
+            now = time.time()
+            cases = [(data.get("expected_config"), data["expected"])]
+            cases += [(v["config"], v["expected"]) for v in data.get("expected_variants", [])]
+            for cfg, expected in cases:
+                with self.subTest(fixture=name, config=cfg):
+                    got = []
+                    for env in sim.envs.values():
+                        got += oracle.findings(env, now, **oracle.config_args(cfg))
+                    key = lambda e: (e["source"], e["alert"])  # noqa: E731
+                    self.assertEqual(sorted(got, key=key), sorted(expected, key=key))
+
+    def test_realistic_covers_every_decoy_class(self):
+        with open(os.path.join(FIXTURES, "realistic.json")) as f:
+            data = json.load(f)
+        t = data["environments"][0]["tables"]
+        wf = t["workflows"]
+        self.assertTrue(any(w["mode"] == 0 for w in wf))                      # background
+        self.assertTrue(any(w["statecode"] == 0 for w in wf))                 # draft
+        self.assertTrue(any(w["statecode"] == 2 for w in wf))                 # suspended
+        self.assertTrue(any(not w["triggeroncreate"] and w["primaryentity"] == "email"
+                            and w.get("triggeronupdateattributelist") for w in wf))
+        self.assertTrue(any(w["primaryentity"] not in ("email",) for w in wf))
+        self.assertEqual({1, 2, 3} & {w["category"] for w in wf}, {1, 2, 3})
+        steps = t["sdkmessageprocessingsteps"]
+        self.assertTrue(any(s["mode"] == 1 for s in steps))
+        self.assertTrue(any(s["statecode"] == 1 for s in steps))
+        self.assertTrue(any(s["customizationlevel"] == 0 for s in steps))
+        self.assertTrue(any(tr["mode"] == 1 for tr in t["plugintracelogs"]))
+        self.assertTrue(any(tl["level"] == 1 for tl in t["tracelogs"]))
+        verdicts = {e["verdict"] for e in data["expected"]}
+        self.assertEqual(verdicts, {"confirmed", "suspected", "unexplained"})
+        self.assertIn("mailbox", {e["source"] for e in data["expected"]})
+        self.assertIn("act", {e["kind"] for e in data["expected"]})
 
 
 class TestCli(unittest.TestCase):
