@@ -608,6 +608,8 @@ static int ranked_compare(const void *a, const void *b) {
 
         if ((x->n_evidence > 0) != (y->n_evidence > 0))
                 return x->n_evidence > 0 ? -1 : 1;
+        if (x->kind != y->kind)
+                return x->kind == CULPRIT_WORKFLOW ? -1 : 1;
         r = strcmp(strempty(x->name), strempty(y->name));
         return r != 0 ? r : strcmp(x->id, y->id);
 }

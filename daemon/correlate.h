@@ -31,7 +31,8 @@
  *
  * Verdict: confirmed when a suspect has evidence, suspected when there are
  * suspects without, unexplained when there is none. Culprits are all the
- * suspects, those with evidence first, then by name, then by id. */
+ * suspects: those with evidence first; within each group, workflows before
+ * plug-in steps, then by name (bytewise), then by id. */
 #pragma once
 
 #include <stddef.h>

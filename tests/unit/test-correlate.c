@@ -561,15 +561,16 @@ static void test_ordering(void **state) {
         f = correlate_one(&a, c, s, 12, t, 1, &email_only);
         assert_int_equal(f->verdict, VERDICT_CONFIRMED);
         assert_int_equal(f->n_culprits, 6);
-        /* With evidence first (by name), then the others by name, then id. */
-        assert_string_equal(f->culprits[0].name, "Omega");
-        assert_string_equal(f->culprits[1].name, "Zeta");
+        /* With evidence first, then the others; in each group workflows
+         * before steps, then by name, then by id. */
+        assert_string_equal(f->culprits[0].name, "Zeta");
+        assert_string_equal(f->culprits[1].name, "Omega");
         assert_string_equal(f->culprits[2].name, "Alpha");
-        assert_string_equal(f->culprits[3].name, "Beta");
-        assert_string_equal(f->culprits[4].id, guid(K_WORKFLOW, 2));
-        assert_string_equal(f->culprits[5].id, guid(K_WORKFLOW, 3));
+        assert_string_equal(f->culprits[3].id, guid(K_WORKFLOW, 2));
+        assert_string_equal(f->culprits[4].id, guid(K_WORKFLOW, 3));
+        assert_string_equal(f->culprits[5].name, "Beta");
         /* Evidence: closest first, ties earlier first, at most 10. */
-        const struct culprit *z = &f->culprits[1];
+        const struct culprit *z = &f->culprits[0];
         static const time_t want[CORRELATE_MAX_EVIDENCE] = { 1, -2, 3, -4, 5, -6, 7, -8, -50, 50 };
         assert_int_equal(z->n_evidence, CORRELATE_MAX_EVIDENCE);
         for (size_t i = 0; i < CORRELATE_MAX_EVIDENCE; i++)
@@ -592,7 +593,7 @@ static void test_ordering(void **state) {
                 r[i] = s[11 - i];
         f = correlate_one(&a, c, r, 12, t, 1, &email_only);
         for (size_t i = 0; i < CORRELATE_MAX_EVIDENCE; i++)
-                assert_int_equal(f->culprits[1].evidence[i].at, T0 + want[i]);
+                assert_int_equal(f->culprits[0].evidence[i].at, T0 + want[i]);
         finding_free(f);
 
         for (size_t i = 0; i < 12; i++)
