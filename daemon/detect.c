@@ -309,13 +309,26 @@ static size_t dedupe_sorted(struct alert *a, size_t n) {
         return k;
 }
 
+/* Drop the alerts older than since (0: none); returns how many are left. */
+static size_t drop_older(struct alert *a, size_t n, time_t since) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+                if (since && a[i].at < since) {
+                        alert_done(&a[i]);
+                        continue;
+                }
+                a[k++] = a[i];
+        }
+        return k;
+}
+
 int detect_alerts(const struct tracelog_row *tracelogs, size_t n_tracelogs,
                   const struct mailbox_row *mailboxes, size_t n_mailboxes,
                   const struct detect_params *p, struct alert **ret, size_t *ret_n) {
         static const struct detect_params defaults = {};
         _cleanup_free_ char **alerted = NULL; /* mailboxes with a tracelog alert, sorted */
         struct alert *alerts = NULL;
-        size_t n = 0, n_tl, n_mb, k, i;
+        size_t n = 0, n_tl, n_mb, i;
         int r;
 
         if (!p)
@@ -335,7 +348,7 @@ int detect_alerts(const struct tracelog_row *tracelogs, size_t n_tracelogs,
                 n += r;
         }
         sort(alerts, n, sizeof(*alerts), alert_id_latest_compare);
-        n = n_tl = dedupe_sorted(alerts, n);
+        n = n_tl = drop_older(alerts, dedupe_sorted(alerts, n), p->since);
 
         if (n_tl > 0) {
                 alerted = calloc(n_tl, sizeof(*alerted));
@@ -360,16 +373,7 @@ int detect_alerts(const struct tracelog_row *tracelogs, size_t n_tracelogs,
         }
         n_mb = n - n_tl;
         sort(alerts + n_tl, n_mb, sizeof(*alerts), alert_id_latest_compare);
-        n = n_tl + dedupe_sorted(alerts + n_tl, n_mb);
-
-        for (i = 0, k = 0; i < n; i++) {
-                if (p->since && alerts[i].at < p->since) {
-                        alert_done(&alerts[i]);
-                        continue;
-                }
-                alerts[k++] = alerts[i];
-        }
-        n = k;
+        n = n_tl + drop_older(alerts + n_tl, dedupe_sorted(alerts + n_tl, n_mb), p->since);
         sort(alerts, n, sizeof(*alerts), alert_time_compare);
         if (n == 0)
                 alerts = mfree(alerts);

@@ -14,9 +14,9 @@
  *    are not caused by synchronous code and are not s3mond's alerts).
  * A mailboxes row is an alert when its lastsyncerrorcode is -2147220956 or its
  * lastsyncerror carries the code as above, and no tracelog alert exists for
- * that mailbox (none in the same batch, and none the caller knows of through
- * detect_params.has_tracelog_alert). Its id is the mailbox id and its time
- * lastsyncerroroccurredon, else modifiedon.
+ * that mailbox (none in the same batch since detect_params.since, and none the
+ * caller knows of through detect_params.has_tracelog_alert). Its id is the
+ * mailbox id and its time lastsyncerroroccurredon, else modifiedon.
  *
  * An alert's kind is ACT when its text (quoted names, such as the mailbox's,
  * left out) names appointments, contacts or tasks and does not say it is

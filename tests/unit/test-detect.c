@@ -189,7 +189,7 @@ static void test_batch(void **state) {
                 tracelog_of(2, 1, T0 - 50, SEED_TEXT),          /* the same row again, updated */
                 tracelog_of(2, 1, T0 - 200, SEED_TEXT),         /* and an older copy of it */
                 tracelog_of(3, 2, T0 - 100, "Something else entirely"),
-                tracelog_of(4, 5, T0 - 400, ACT_TEXT),
+                tracelog_of(4, 6, T0 - 400, ACT_TEXT),
                 tracelog_of(5, 5, T0 - 90000, SEED_TEXT),       /* older than since */
         };
         struct mailbox_row mb[] = {
@@ -197,7 +197,7 @@ static void test_batch(void **state) {
                 mailbox_of(2, "Sales", NULL, T0),       /* none: mailbox alert */
                 mailbox_of(3, "Billing", NULL, T0),     /* the caller knows one */
                 mailbox_of(4, "Quiet", NULL, T0),       /* no error */
-                mailbox_of(5, "Old", NULL, T0),         /* only an alert older than since: still suppresses */
+                mailbox_of(5, "Old", NULL, T0),         /* only an alert older than since: its own alert */
         };
         struct alert *alerts = NULL;
         size_t n = 0;
@@ -211,9 +211,10 @@ static void test_batch(void **state) {
                 mb[i].last_error_code = S3_ERROR_CODE;
                 mb[i].last_error_on = T0 - 10;
         }
+        mb[4].last_error_on = T0 - 5;
         assert_int_equal(detect_alerts(tl, 7, mb, 5, &p, &alerts, &n), 0);
-        assert_int_equal(n, 4);
-        /* Sorted by time: tl4 (-400), tl1 (-300), tl2 (-50, latest copy), mailbox 2 (-10). */
+        assert_int_equal(n, 5);
+        /* Sorted by time: tl4 (-400), tl1 (-300), tl2 (-50, latest copy), mailbox 2 (-10), 5 (-5). */
         assert_string_equal(alerts[0].id, guid(K_TRACELOG, 4));
         assert_int_equal(alerts[0].kind, ALERT_KIND_ACT);
         assert_string_equal(alerts[1].id, guid(K_TRACELOG, 1));
@@ -221,7 +222,9 @@ static void test_batch(void **state) {
         assert_int_equal(alerts[2].at, T0 - 50);
         assert_int_equal(alerts[3].source, ALERT_SOURCE_MAILBOX);
         assert_string_equal(alerts[3].id, guid(K_MAILBOX, 2));
-        assert_int_equal(calls, 3); /* asked for mailboxes 2, 3 and 4, not for 1 and 5 */
+        assert_int_equal(alerts[4].source, ALERT_SOURCE_MAILBOX);
+        assert_string_equal(alerts[4].id, guid(K_MAILBOX, 5));
+        assert_int_equal(calls, 4); /* asked for mailboxes 2 to 5, not for 1 */
         alerts_free(alerts, n);
 
         /* Nothing at all. */
