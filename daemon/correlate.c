@@ -663,30 +663,48 @@ static int notes_make(struct finding *f, const struct alert *a, const struct ite
         return 0;
 }
 
-static void remedy_culprits(FILE *out, const struct finding *f, bool with_evidence_only) {
-        size_t listed = 0, skipped = 0;
+static size_t culprits_count(const struct finding *f, enum culprit_kind kind, bool with_evidence_only) {
+        size_t n = 0;
 
-        for (size_t i = 0; i < f->n_culprits; i++) {
+        for (size_t i = 0; i < f->n_culprits; i++)
+                n += f->culprits[i].kind == kind && (!with_evidence_only || f->culprits[i].n_evidence > 0);
+        return n;
+}
+
+/* "workflows 'A', 'B' and 2 more listed" for the culprits of one kind. */
+static size_t remedy_names(FILE *out, const struct finding *f, enum culprit_kind kind, bool with_evidence_only) {
+        size_t n = culprits_count(f, kind, with_evidence_only), listed = 0;
+
+        if (n == 0)
+                return 0;
+        fprintf(out, "%s%s", kind == CULPRIT_WORKFLOW ? "workflow" : "step", n > 1 ? "s" : "");
+        for (size_t i = 0; i < f->n_culprits && listed < REMEDY_MAX_NAMES; i++) {
                 const struct culprit *c = &f->culprits[i];
-
-                if (with_evidence_only && c->n_evidence == 0)
+                if (c->kind != kind || (with_evidence_only && c->n_evidence == 0))
                         continue;
-                if (listed == REMEDY_MAX_NAMES) {
-                        skipped++;
-                        continue;
-                }
-                fputs(listed++ ? "; " : "", out);
-                if (c->kind == CULPRIT_WORKFLOW)
-                        fprintf(out, "workflow '%s': check 'Run this workflow in the background' to make it "
-                                     "asynchronous, or fix or deactivate it, then check its Process Sessions",
-                                c->name);
-                else
-                        fprintf(out, "step '%s': register it asynchronously (Execution Mode: Asynchronous), "
-                                     "or fix or disable it, then read its plug-in trace log",
-                                c->name);
+                listed++;
+                fprintf(out, "%s'%s'", listed == 1 ? " " : listed == n ? " and " : ", ", c->name);
         }
-        if (skipped)
-                fprintf(out, "; and the %zu other culprit%s listed", skipped, skipped == 1 ? "" : "s");
+        if (n > listed)
+                fprintf(out, " and %zu more listed", n - listed);
+        return n;
+}
+
+/* What to do with the listed code, per KB 4471762, one clause per kind. */
+static void remedy_culprits(FILE *out, const struct finding *f, bool with_evidence_only) {
+        size_t n = remedy_names(out, f, CULPRIT_WORKFLOW, with_evidence_only);
+
+        if (n > 0)
+                fprintf(out, ": check 'Run this workflow in the background (recommended)' to make %s "
+                             "asynchronous, or fix or deactivate %s, then check %s Process Sessions",
+                        n > 1 ? "them" : "it", n > 1 ? "them" : "it", n > 1 ? "their" : "its");
+        if (n > 0 && culprits_count(f, CULPRIT_PLUGIN_STEP, with_evidence_only) > 0)
+                fputs("; ", out);
+        n = remedy_names(out, f, CULPRIT_PLUGIN_STEP, with_evidence_only);
+        if (n > 0)
+                fprintf(out, ": register %s with Execution Mode Asynchronous, or fix or disable %s, then "
+                             "read %s plug-in trace log",
+                        n > 1 ? "them" : "it", n > 1 ? "them" : "it", n > 1 ? "their" : "its");
 }
 
 static int remedy_make(struct finding *f, const struct alert *a, const struct items *it) {
@@ -702,13 +720,13 @@ static int remedy_make(struct finding *f, const struct alert *a, const struct it
                 return -ENOMEM;
         switch (f->verdict) {
         case VERDICT_CONFIRMED:
-                fputs("Make the failing synchronous code asynchronous or fix it - ", out);
+                fputs("Stop the failing synchronous code from blocking the mailbox: ", out);
                 remedy_culprits(out, f, true);
                 fputs(". Server-side synchronization retries the failed items on its next cycles.", out);
                 break;
         case VERDICT_SUSPECTED:
-                fprintf(out, "One of the synchronous code listed, running on %s of %s, is the likely cause; "
-                             "disable it temporarily to confirm - ",
+                fprintf(out, "The likely cause is one of the synchronous workflows or steps listed, which run "
+                             "on %s of %s; disable each temporarily to see which one stops the alert: ",
                         a->kind == ALERT_KIND_ACT ? "Create or Update" : "Create", items);
                 remedy_culprits(out, f, false);
                 fputs(".", out);

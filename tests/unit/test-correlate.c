@@ -618,9 +618,11 @@ static void test_verdicts_and_notes(void **state) {
                 assert_int_equal(f->n_notes, 2);
                 assert_true(notes_mention(f, "Workflow 'Route to queue' keeps no failure logs"));
                 assert_true(notes_mention(f, "Enable logging to plug-in trace log"));
-                assert_non_null(strstr(f->remedy, "disable it temporarily"));
-                assert_non_null(strstr(f->remedy, "workflow 'Route to queue'"));
-                assert_non_null(strstr(f->remedy, "step 'Contoso.Plugins.EmailCreate: Create of email'"));
+                assert_non_null(strstr(f->remedy, "disable each temporarily"));
+                assert_non_null(strstr(f->remedy, "workflow 'Route to queue': check 'Run this workflow in the "
+                                                  "background (recommended)' to make it asynchronous"));
+                assert_non_null(strstr(f->remedy, "step 'Contoso.Plugins.EmailCreate: Create of email': register "
+                                                  "it with Execution Mode Asynchronous"));
                 finding_free(f);
         }
         /* Suspected, workflows only: no trace-logging note. */
@@ -653,9 +655,9 @@ static void test_verdicts_and_notes(void **state) {
                 }
                 _cleanup_(cache_freep) struct cache *c = cache_of(many, 5, NULL, 0);
                 f = correlate_one(&a, c, NULL, 0, NULL, 0, &email_only);
-                assert_non_null(strstr(f->remedy, "workflow 'W2'"));
-                assert_null(strstr(f->remedy, "workflow 'W3'"));
-                assert_non_null(strstr(f->remedy, "and the 2 other culprits listed"));
+                assert_non_null(strstr(f->remedy, "workflows 'W0', 'W1', 'W2' and 2 more listed: check"));
+                assert_non_null(strstr(f->remedy, "make them asynchronous"));
+                assert_null(strstr(f->remedy, "'W3'"));
                 finding_free(f);
         }
         alert_done(&a);
