@@ -535,6 +535,48 @@ static void test_cycle(void **state) {
                 alert_done(&alerts[i]);
 }
 
+/* The cache's deltas decide: activated an hour ago -> a suspect; deactivated
+ * an hour ago -> not; deleted (gone from a full read) -> not. */
+static void test_cache_delta_suspects(void **state) {
+        (void) state;
+        struct wf_spec fresh = WF_REALTIME(1, "Activated an hour ago", "email"),
+                       stale = WF_REALTIME(2, "Deactivated an hour ago", "email"),
+                       deleted = WF_REALTIME(3, "Deleted", "email");
+        fresh.statecode = 0;
+        const struct wf_spec start[] = { fresh, stale, deleted };
+        _cleanup_(cache_freep) struct cache *c = cache_of(start, ELEMENTSOF(start), NULL, 0);
+        struct alert a = alert_of(1, ALERT_KIND_EMAIL, 1, T0);
+        struct workflow_row delta[2];
+        struct finding *f;
+
+        f = correlate_one(&a, c, NULL, 0, NULL, 0, &email_only);
+        assert_int_equal(f->n_culprits, 2);
+        assert_false(has_culprit(f, CULPRIT_WORKFLOW, 1));
+        finding_free(f);
+
+        fresh.statecode = 1;
+        fresh.modified_on = T0 - 3600;
+        stale.statecode = 0;
+        stale.modified_on = T0 - 3600;
+        delta[0] = wf_row(fresh);
+        delta[1] = wf_row(stale);
+        assert_int_equal(cache_update_workflows(c, delta, 2), 0);
+        f = correlate_one(&a, c, NULL, 0, NULL, 0, &email_only);
+        assert_int_equal(f->n_culprits, 2);
+        assert_true(has_culprit(f, CULPRIT_WORKFLOW, 1));
+        assert_false(has_culprit(f, CULPRIT_WORKFLOW, 2));
+        assert_true(has_culprit(f, CULPRIT_WORKFLOW, 3));
+        finding_free(f);
+
+        delta[0] = wf_row(fresh);
+        assert_int_equal(cache_replace_workflows(c, delta, 1), 0);
+        f = correlate_one(&a, c, NULL, 0, NULL, 0, &email_only);
+        assert_int_equal(f->n_culprits, 1);
+        assert_true(has_culprit(f, CULPRIT_WORKFLOW, 1));
+        finding_free(f);
+        alert_done(&a);
+}
+
 /* ---- the finding --------------------------------------------------------- */
 
 static void test_ordering(void **state) {
@@ -721,6 +763,7 @@ int main(void) {
                 cmocka_unit_test(test_not_evidence),
                 cmocka_unit_test(test_activation_sessions),
                 cmocka_unit_test(test_cycle),
+                cmocka_unit_test(test_cache_delta_suspects),
                 cmocka_unit_test(test_ordering),
                 cmocka_unit_test(test_verdicts_and_notes),
                 cmocka_unit_test(test_finding_fields),
