@@ -74,7 +74,7 @@ struct cache_mailbox {
 bool cache_mailbox_get(const struct cache *c, const char *id, struct cache_mailbox *ret);
 
 /* Kept definitions and steps, sorted by id; valid until the next update of
- * their table. */
+ * their table. Ids are looked up as rows.c gives them (lower case). */
 const struct workflow_row *cache_workflow_definitions(const struct cache *c, size_t *ret_n);
 const struct step_row *cache_steps(const struct cache *c, size_t *ret_n);
 const struct workflow_row *cache_workflow_get(const struct cache *c, const char *id);
