@@ -395,7 +395,7 @@ static void cycle_correlate(struct cycle *c) {
 
         sessions = parse_sessions(em, c->sessions, &n_sessions);
         traces = parse_traces(em, c->traces, &n_traces);
-        r = correlate_evidence_new(sessions, n_sessions, traces, n_traces, &ev);
+        r = correlate_evidence_new(em->cache, sessions, n_sessions, traces, n_traces, &ev);
         if (r < 0) {
                 log_error("%s: cannot index evidence: %s", env_name(em), strerror(-r));
                 goto out;
