@@ -732,6 +732,7 @@ static void send_page(struct dv_query *q, const char *token) {
                 snprintf(prefer, sizeof(prefer), "Prefer: odata.maxpagesize=%u", c->opt.max_page_size);
         if (asprintf(&authorization, "Authorization: Bearer %s", token) < 0)
                 authorization = NULL;
+        token_forget(q);
         q->token_used = strdup(token);
         if (!authorization || !q->token_used) {
                 c->in_flight--;

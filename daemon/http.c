@@ -252,7 +252,7 @@ static void transfer_finish(struct http_transfer *t, CURLcode code) {
         r.body = t->resp ? t->resp : "";
         r.body_len = t->resp_len;
 
-        if (t->too_large) {
+        if (t->too_large || code == CURLE_FILESIZE_EXCEEDED) {
                 r.error = -EFBIG;
                 snprintf(text, sizeof(text), "response larger than %zu bytes", t->max_response);
                 r.error_text = text;
