@@ -13,6 +13,7 @@ import http.server
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -487,6 +488,19 @@ class ClientTest(unittest.TestCase):
         self.assertNotIn("Bearer", stderr)
         self.assertNotIn("access_token", stderr)
 
+    def test_requests_in_flight_capped_per_environment(self):
+        # every request of env a stalls 1 s; with 2 slots, 6 queries go in 3 waves
+        self.sim.fault(target="a", kind="stall", seconds=1, duration=30)
+        res, _, _ = run_client(self.plan([{"env": "a", "kind": "mailboxes", "since": 0,
+                                           "repeat": 6, "every": 0}],
+                                         max_in_flight=2, timeout_ms=10000))
+        self.assertTrue(all(r["error"] == 0 for r in res[0]))
+        starts = [e["t"] for e in self.sim.log("a", "mailboxes")]
+        self.assertEqual(len(starts), 6)
+        # request k+2 cannot start before request k (stalled 1 s) has finished
+        for k in range(4):
+            self.assertGreaterEqual(starts[k + 2] - starts[k], 1.0, starts)
+
     # ---- the loop is never blocked -----------------------------------------------------------
 
     def test_stalled_environment_does_not_delay_another(self):
@@ -582,6 +596,74 @@ class StubTest(unittest.TestCase):
         self.assertIn("not an OData collection", notjson["message"])
         self.assertEqual(sum(1 for p in StubHandler.seen if p.startswith("/foreign/")), 1)
         self.assertEqual(sum(1 for p in StubHandler.seen if p.startswith("/scheme/")), 1)
+
+
+def make_cert(directory, name, san):
+    """A self-signed certificate (its own CA) for san, e.g. "IP:127.0.0.1"."""
+    key, cert = os.path.join(directory, name + ".key"), os.path.join(directory, name + ".pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", "/CN=s3mond test", "-addext",
+                    "subjectAltName=" + san], check=True, capture_output=True, timeout=30)
+    return key, cert
+
+
+@unittest.skipUnless(shutil.which("openssl"), "no openssl to make a test certificate")
+class TlsTest(unittest.TestCase):
+    """TLS verification is always on; ca_file makes a private CA trusted."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="s3mond-tls-")
+        cls.servers = {}
+        for name, san in (("ip", "IP:127.0.0.1"), ("other", "DNS:dataverse.example")):
+            key, cert = make_cert(cls.dir, name, san)
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(cert, key)
+            server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), StubHandler)
+            server.socket = ctx.wrap_socket(server.socket, server_side=True)
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            cls.servers[name] = (server, cert)
+        StubHandler.pages["tls"] = (200, {"value": [{"mailboxid": MAILBOX}]})
+
+    @classmethod
+    def tearDownClass(cls):
+        for server, _ in cls.servers.values():
+            server.shutdown()
+            server.server_close()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def env(self, server, ca_file=None):
+        srv, cert = self.servers[server]
+        base = "https://127.0.0.1:%d" % srv.server_address[1]
+        e = {"name": "tls", "url": base + "/tls", "token_url": base + "/t/oauth2/v2.0/token",
+             "client_id": CLIENT_ID, "client_secret": "stub-secret"}
+        if ca_file:
+            e["ca_file"] = cert
+        return e
+
+    def run_one(self, env):
+        res, _, _ = run_client({"options": FAST, "environments": [env],
+                                "queries": [{"env": "tls", "kind": "mailboxes", "since": 0}]})
+        return res[0][0]
+
+    def test_untrusted_certificate_refused(self):
+        r = self.run_one(self.env("ip"))
+        self.assertEqual(r["errno"], "EPROTO")
+        self.assertIn("tls: mailboxes: token request to https://127.0.0.1:", r["message"])
+        self.assertIn("certificate", r["message"])
+        self.assertEqual(r["requests"], 0)
+
+    def test_ca_file_trusts_the_private_ca(self):
+        r = self.run_one(self.env("ip", ca_file=True))
+        self.assertEqual(r["error"], 0, r["message"])
+        self.assertEqual(r["n_rows"], 1)
+
+    def test_host_name_is_verified(self):
+        # trusted CA, but the certificate names another host
+        r = self.run_one(self.env("other", ca_file=True))
+        self.assertEqual(r["errno"], "EPROTO")
+        self.assertIn("127.0.0.1", r["message"])
 
 
 if __name__ == "__main__":
