@@ -1,0 +1,2605 @@
+#!/usr/bin/env python3
+# dvsim: a Dataverse Web API and Microsoft Entra ID token endpoint simulator
+# for s3mond's tests, demo and benchmarks. Python 3 standard library only.
+"""dvsim - a faithful, strict Dataverse Web API simulator on a loopback port.
+
+URL layout (PORT is --port, or the one written to --port-file):
+  http://127.0.0.1:PORT/<env>/api/data/v9.2/<entityset>   Web API of environment <env>
+  http://127.0.0.1:PORT/api/data/v9.2/<entityset>         the first environment, again
+  http://127.0.0.1:PORT/<tenant>/oauth2/v2.0/token        token endpoint (client credentials)
+  http://127.0.0.1:PORT/_admin/...                        admin API (no auth; not Dataverse)
+
+An environment's URL (for the s3mond config "url =" and the token "scope") is
+http://127.0.0.1:PORT/<env>; the scope is that URL followed by "/.default".
+Its authority (s3mond "authority =") is http://127.0.0.1:PORT.
+
+Entity sets: mailboxes tracelogs workflows processsessions
+sdkmessageprocessingsteps sdkmessages sdkmessagefilters plugintypes plugintracelogs
+(and WhoAmI). Query options: $select $filter $orderby $top $expand $count, paging
+with "Prefer: odata.maxpagesize=N" and @odata.nextLink; $skip is refused like the
+service. Anything the service rejects (unknown column, quoted datetime or GUID,
+unknown function, type mismatch, bad navigation path, unescaped quote) answers
+400 {"error":{"code":"0x80060888","message":"..."}}; an unknown entity set 404.
+
+Scenario file (JSON; --scenario, repeatable):
+  {"description": "...",
+   "environments": [
+     {"name": "prod", "tenant": "contoso.onmicrosoft.com",
+      "client_id": "11111111-1111-1111-1111-111111111111", "client_secret": "s3cret",
+      "token_lifetime": 3599,            (optional; else --token-lifetime)
+      "deny_read": ["plugintracelogs"],  (optional; 403 missing privilege)
+      "tables": {"mailboxes": [{"mailboxid": "...", "name": "Support", ...}],
+                 "tracelogs": [{"level": 2, "modifiedon": "now-5m", ...}], ...}}],
+   "expected": [ ...findings s3mond must report, see README... ]}
+  Column names are the Web API's (lookups as _x_value). Datetimes are ISO 8601
+  ("2026-11-25T09:59:58Z") or relative to load time: "now", "now-5m", "now+1h30m",
+  "now-2d". A multi-table lookup's target type is given as
+  "_regardingobjectid_value@Microsoft.Dynamics.CRM.lookuplogicalname": "mailbox".
+  Unknown columns, wrong types and dangling lookups are errors at load.
+
+Admin API (JSON in and out):
+  POST   /_admin/<env>/<set>          insert or upsert a row or an array of rows
+                                      (createdon and modifiedon default to now)
+  PATCH  /_admin/<env>/<set>/<id>     update columns; modifiedon moves to now
+  DELETE /_admin/<env>/<set>/<id>     delete one row (DELETE /_admin/<env>/<set>: all)
+  GET    /_admin/<env>/<set>          the rows as stored
+  PATCH  /_admin/<env>                change client_secret, client_id, token_lifetime, deny_read
+  POST   /_admin/faults               add a fault (or an array of faults), see below
+  GET    /_admin/faults               list faults;  DELETE /_admin/faults (or POST
+                                      /_admin/faults/clear) clears them
+  POST   /_admin/tokens/revoke        revoke every token ({"env": "prod"}: that env's)
+  GET    /_admin/stats                per env, per entity set and "token": requests,
+                                      status counts, bytes sent, and a log of
+                                      {"t", "status", "method", "path", "fault"}
+  POST   /_admin/stats/reset          zero the statistics
+  GET    /_admin/health               {"ok": true, "port": N, "environments": [...]}
+  GET    /_admin/expected             the "expected" keys of the loaded scenarios
+  POST   /_admin/shutdown             stop the server
+
+Faults: {"target": "<env>/<set>" | "<env>/token" | "<env>" | "token" | "*",
+         "kind": KIND, "count": N (default 1) | "duration": SECONDS, "skip": K}
+  KIND is one of
+    429                 + "retry_after": seconds, or "retry_after_date": seconds
+                          from now sent as an HTTP-date, + "code": "0x80072322"
+                          (requests, default) | "0x80072321" (execution time) |
+                          "0x80072326" (concurrency)
+    500, 503            the Dataverse error body (503: optional "retry_after")
+    401                 revokes the presented token and answers 401
+    reset               closes the connection without a response (TCP RST)
+    stall               + "seconds": wait that long, then answer normally
+    slow                + "seconds": drip the body over that many seconds
+    invalid_json        200 with a body that is not JSON
+    truncated           Content-Length says more than is sent, then close
+    huge                + "mb": a 200 JSON body of that many megabytes
+    wrong_content_type  200 text/html page
+  "skip": K lets the first K matching requests through first; the fault then
+  hits the next "count" requests (or all requests for "duration" seconds).
+
+Examples:
+  python3 tests/dvsim/dvsim.py --scenario tests/fixtures/realistic.json --port 0 \\
+      --port-file /tmp/dvsim.port --quiet &
+  P=$(cat /tmp/dvsim.port)
+  curl -s -d grant_type=client_credentials -d client_id=... -d client_secret=... \\
+      --data-urlencode scope=http://127.0.0.1:$P/prod/.default \\
+      http://127.0.0.1:$P/<tenant>/oauth2/v2.0/token
+  curl -s -H "Authorization: Bearer $TOKEN" -H 'Prefer: odata.maxpagesize=50' \\
+      "http://127.0.0.1:$P/prod/api/data/v9.2/tracelogs?\\$select=text,modifiedon&\\$filter=level%20eq%202"
+  curl -s -d '{"target":"prod/tracelogs","kind":"429","retry_after":2,"count":3}' \\
+      http://127.0.0.1:$P/_admin/faults
+  curl -s http://127.0.0.1:$P/_admin/stats | jq .environments.prod.sets.tracelogs.status
+"""
+
+import argparse
+import base64
+import bisect
+import calendar
+import email.utils
+import fnmatch
+import hashlib
+import json
+import operator
+import os
+import re
+import secrets
+import socket
+import struct
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, quote, unquote_plus, urlsplit
+
+API_PREFIX = ("api", "data", "v9.2")
+MAX_PAGE = 5000
+DEFAULT_TOKEN_LIFETIME = 3599
+ODATA_JSON = ("application/json; odata.metadata=minimal; odata.streaming=true; "
+              "IEEE754Compatible=false; charset=utf-8")
+ERR_QUERY = "0x80060888"        # OData query errors (unknown property, syntax, types)
+ERR_SEGMENT = "0x8006088a"      # "Resource not found for the segment ..."
+ERR_NOT_EXIST = "0x80040217"    # "<entity> With Id = ... Does Not Exist"
+ERR_PRIVILEGE = "0x80040220"    # missing read privilege
+ERR_UNEXPECTED = "0x80040216"   # "An unexpected error occurred."
+ERR_AUTH = "0x80048306"         # dvsim's choice for the 401 body
+THROTTLE = {
+    "0x80072322": "Number of requests exceeded the limit of 6000 over time window "
+                  "of 300 seconds.",
+    "0x80072321": "Combined execution time of incoming requests exceeded limit of "
+                  "1,200,000 milliseconds over time window of 300 seconds. Decrease "
+                  "number of concurrent requests or reduce the duration of requests "
+                  "and try again later.",
+    "0x80072326": "Number of concurrent requests exceeded the limit of 52.",
+}
+FAULT_KINDS = ("429", "500", "503", "401", "reset", "stall", "slow", "invalid_json",
+               "truncated", "huge", "wrong_content_type")
+GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                     r"[0-9a-fA-F]{12}$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+RESERVED_ENV_NAMES = {"api", "_admin"}
+
+
+class ODataError(Exception):
+    """An error the Web API answers with {"error":{"code","message"}}."""
+
+    def __init__(self, status, code, message, headers=None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or []
+
+
+def query_error(message):
+    return ODataError(400, ERR_QUERY, message)
+
+
+class ScenarioError(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------
+# Schema: the tables s3mond reads, with the column names and types of
+# Microsoft's entity reference (powerapps-docs .../reference/entities/*.md).
+
+EDM = {"guid": "Edm.Guid", "str": "Edm.String", "int": "Edm.Int32",
+       "bigint": "Edm.Int64", "bool": "Edm.Boolean", "dt": "Edm.DateTimeOffset",
+       "lookup": "Edm.Guid"}
+
+
+class Col:
+    __slots__ = ("name", "kind", "edm", "targets", "logical")
+
+    def __init__(self, name, kind, targets=None, logical=None):
+        self.name = name            # Web API property name
+        self.kind = kind            # guid str int bigint bool dt lookup
+        self.edm = EDM[kind]
+        self.targets = targets      # lookups: logical names of the target tables
+        self.logical = logical      # lookups: the attribute's logical name
+
+
+class Table:
+    def __init__(self, logical, set_name, pk, primary_name, spec, navs=None,
+                 defaults=None, labels=None):
+        self.logical = logical
+        self.set_name = set_name
+        self.pk = pk
+        self.primary_name = primary_name
+        self.type_name = "Microsoft.Dynamics.CRM." + logical
+        self.cols = {}
+        self.lookup_by_logical = {}
+        for name, kind in spec.items():
+            if kind.startswith("lookup:"):
+                col = Col("_%s_value" % name, "lookup", kind[7:].split(","), name)
+                self.lookup_by_logical[name] = col
+            else:
+                col = Col(name, kind)
+            self.cols[col.name] = col
+        self.cols[pk] = Col(pk, "guid")
+        # single-valued navigation property -> (lookup column, target entity set)
+        self.navs = navs or {}
+        self.defaults = defaults or {}
+        self.labels = labels or {}
+
+    def nav_for_col(self, colname):
+        for nav, (col, _target) in self.navs.items():
+            if col == colname:
+                return nav
+        return None
+
+
+_COMMON = {"createdon": "dt", "modifiedon": "dt", "createdby": "lookup:systemuser",
+           "modifiedby": "lookup:systemuser", "createdonbehalfby": "lookup:systemuser",
+           "modifiedonbehalfby": "lookup:systemuser"}
+_OWNED = {"ownerid": "lookup:systemuser,team", "owningbusinessunit": "lookup:businessunit",
+          "owninguser": "lookup:systemuser", "owningteam": "lookup:team"}
+_SOLUTION = {"solutionid": "guid", "componentstate": "int", "ismanaged": "bool",
+             "overwritetime": "dt", "introducedversion": "str", "versionnumber": "bigint"}
+
+
+def _spec(*parts, **cols):
+    out = {}
+    for p in parts:
+        out.update(p)
+    out.update(cols)
+    return out
+
+
+TABLES = [
+    Table("mailbox", "mailboxes", "mailboxid", "name", _spec(
+        _COMMON, _OWNED,
+        name="str", emailaddress="str", username="str", ewsurl="str",
+        incomingemailstatus="int", outgoingemailstatus="int", actstatus="int",
+        mailboxstatus="int", incomingemaildeliverymethod="int",
+        outgoingemaildeliverymethod="int", actdeliverymethod="int",
+        enabledforincomingemail="bool", enabledforoutgoingemail="bool",
+        enabledforact="bool", isforwardmailbox="bool", isserviceaccount="bool",
+        isemailaddressapprovedbyo365admin="bool", emailrouteraccessapproval="int",
+        lastsyncerrorcode="int", lastsyncerror="str", lastsyncerrorcount="int",
+        lastsyncerrormachinename="str", lastsyncerroroccurredon="dt",
+        lastsuccessfulsynccompletedon="dt", lastsyncstartedon="dt",
+        itemsprocessedforlastsync="int", itemsfailedforlastsync="int",
+        processemailreceivedafter="dt", receivingpostponeduntil="dt",
+        receivingpostponeduntilforact="dt", postponemailboxprocessinguntil="dt",
+        testmailboxaccesscompletedon="dt", verboseloggingenabled="int",
+        transientfailurecount="int", noemailcount="int", noactcount="int",
+        statecode="int", statuscode="int", versionnumber="bigint",
+        emailserverprofile="lookup:emailserverprofile",
+        regardingobjectid="lookup:queue,systemuser",
+        organizationid="lookup:organization"),
+        defaults={"statecode": 0, "statuscode": 1, "isforwardmailbox": False,
+                  "isserviceaccount": False, "enabledforincomingemail": True,
+                  "enabledforoutgoingemail": True, "enabledforact": True},
+        labels={"incomingemailstatus": {0: "Not Run", 1: "Success", 2: "Failure"},
+                "statecode": {0: "Active", 1: "Inactive"}}),
+    Table("tracelog", "tracelogs", "tracelogid", "text", _spec(
+        _COMMON,
+        text="str", errordetails="str", errortypedisplay="str", level="int",
+        tracecode="int", tracestatus="bool", machinename="str", isunique="bool",
+        canbedeleted="bool", collationlevel="int", regardingobjecttypecode="str",
+        traceactionxml="str", tracedetailxml="str", traceparameterxml="str",
+        traceparameterhash="int",
+        regardingobjectid="lookup:mailbox,emailserverprofile",
+        parenttracelogid="lookup:tracelog", organizationid="lookup:organization"),
+        defaults={"canbedeleted": True, "isunique": False, "tracestatus": False},
+        labels={"level": {1: "Information", 2: "Warning", 3: "Error"}}),
+    Table("workflow", "workflows", "workflowid", "name", _spec(
+        _COMMON, _OWNED, _SOLUTION,
+        name="str", uniquename="str", description="str", category="int", type="int",
+        statecode="int", statuscode="int", mode="int", scope="int", runas="int",
+        primaryentity="str", triggeroncreate="bool", triggerondelete="bool",
+        triggeronupdateattributelist="str", syncworkflowlogonfailure="bool",
+        ondemand="bool", subprocess="bool", rank="int", createstage="int",
+        updatestage="int", deletestage="int", iscrmuiworkflow="bool",
+        istransacted="bool", asyncautodelete="bool", businessprocesstype="int",
+        processorder="int", languagecode="int", xaml="str", clientdata="str",
+        inputparameters="str", formid="guid", uidata="str",
+        parentworkflowid="lookup:workflow", activeworkflowid="lookup:workflow",
+        sdkmessageid="lookup:sdkmessage", plugintypeid="lookup:sdkmessagefilter"),
+        navs={"parentworkflowid": ("_parentworkflowid_value", "workflows"),
+              "activeworkflowid": ("_activeworkflowid_value", "workflows")},
+        defaults={"category": 0, "type": 1, "statecode": 0, "mode": 0, "scope": 4,
+                  "runas": 1, "triggeroncreate": False, "triggerondelete": False,
+                  "syncworkflowlogonfailure": False, "ondemand": False,
+                  "subprocess": False, "iscrmuiworkflow": True, "ismanaged": False,
+                  "componentstate": 0, "asyncautodelete": False},
+        labels={"category": {0: "Workflow", 1: "Dialog", 2: "Business Rule",
+                             3: "Action", 4: "Business Process Flow",
+                             5: "Modern Flow", 6: "Desktop Flow"},
+                "type": {1: "Definition", 2: "Activation", 3: "Template"},
+                "statecode": {0: "Draft", 1: "Activated", 2: "Suspended"},
+                "mode": {0: "Background", 1: "Real-time"}}),
+    Table("processsession", "processsessions", "processsessionid", "name", _spec(
+        _COMMON, _OWNED,
+        name="str", activityname="str", comments="str", errorcode="int",
+        statecode="int", statuscode="int", startedon="dt", completedon="dt",
+        canceledon="dt", executedon="dt", stepname="str", processstagename="str",
+        processstate="str", inputarguments="str", regardingobjecttypecode="str",
+        processid="lookup:workflow", executedby="lookup:systemuser",
+        startedby="lookup:systemuser", completedby="lookup:systemuser",
+        canceledby="lookup:systemuser", originatingsessionid="lookup:processsession",
+        previouslinkedsessionid="lookup:processsession",
+        nextlinkedsessionid="lookup:processsession",
+        regardingobjectid="lookup:email,appointment,contact,task,account,mailbox"),
+        navs={"processid": ("_processid_value", "workflows")},
+        defaults={},
+        labels={"statuscode": {1: "Not Started", 2: "In Progress", 3: "Paused",
+                               4: "Completed", 5: "Canceled", 6: "Failed"},
+                "statecode": {0: "Incomplete", 1: "Complete"}}),
+    Table("sdkmessageprocessingstep", "sdkmessageprocessingsteps",
+          "sdkmessageprocessingstepid", "name", _spec(
+        _COMMON, _SOLUTION,
+        name="str", description="str", mode="int", stage="int", rank="int",
+        statecode="int", statuscode="int", customizationlevel="int",
+        filteringattributes="str", supporteddeployment="int",
+        asyncautodelete="bool", invocationsource="int", configuration="str",
+        category="str", canbebypassed="bool", canusereadonlyconnection="bool",
+        enablepluginprofiler="bool", eventhandlertypecode="str",
+        sdkmessageprocessingstepidunique="guid",
+        sdkmessageid="lookup:sdkmessage", sdkmessagefilterid="lookup:sdkmessagefilter",
+        plugintypeid="lookup:plugintype", eventhandler="lookup:plugintype,serviceendpoint",
+        impersonatinguserid="lookup:systemuser",
+        sdkmessageprocessingstepsecureconfigid="lookup:sdkmessageprocessingstepsecureconfig",
+        organizationid="lookup:organization"),
+        navs={"sdkmessageid": ("_sdkmessageid_value", "sdkmessages"),
+              "sdkmessagefilterid": ("_sdkmessagefilterid_value", "sdkmessagefilters"),
+              "plugintypeid": ("_plugintypeid_value", "plugintypes")},
+        defaults={"mode": 0, "stage": 40, "rank": 1, "statecode": 0,
+                  "customizationlevel": 1, "supporteddeployment": 0,
+                  "asyncautodelete": False, "invocationsource": 0,
+                  "ismanaged": False, "componentstate": 0, "canbebypassed": False,
+                  "canusereadonlyconnection": False},
+        labels={"mode": {0: "Synchronous", 1: "Asynchronous"},
+                "stage": {10: "Pre-validation", 20: "Pre-operation",
+                          40: "Post-operation"},
+                "statecode": {0: "Enabled", 1: "Disabled"}}),
+    Table("sdkmessage", "sdkmessages", "sdkmessageid", "name", _spec(
+        _COMMON, _SOLUTION,
+        name="str", categoryname="str", isprivate="bool", isactive="bool",
+        isreadonly="bool", autotransact="bool", availability="int",
+        customizationlevel="int", expand="bool", template="bool",
+        workflowsdkstepenabled="bool", isvalidforexecuteasync="bool",
+        executeprivilegename="str", throttlesettings="str",
+        sdkmessageidunique="guid", organizationid="lookup:organization"),
+        defaults={"isprivate": False, "isactive": True, "availability": 0,
+                  "customizationlevel": 0, "ismanaged": True, "componentstate": 0}),
+    Table("sdkmessagefilter", "sdkmessagefilters", "sdkmessagefilterid", "name", _spec(
+        _COMMON, _SOLUTION,
+        name="str", primaryobjecttypecode="str", secondaryobjecttypecode="str",
+        iscustomprocessingstepallowed="bool", isvisible="bool", availability="int",
+        customizationlevel="int", restrictionlevel="int",
+        workflowsdkstepenabled="bool", sdkmessagefilteridunique="guid",
+        sdkmessageid="lookup:sdkmessage", organizationid="lookup:organization"),
+        navs={"sdkmessageid": ("_sdkmessageid_value", "sdkmessages")},
+        defaults={"secondaryobjecttypecode": "none", "iscustomprocessingstepallowed": True,
+                  "isvisible": True, "availability": 0, "customizationlevel": 0,
+                  "ismanaged": True, "componentstate": 0}),
+    Table("plugintype", "plugintypes", "plugintypeid", "name", _spec(
+        _COMMON, _SOLUTION,
+        name="str", typename="str", friendlyname="str", assemblyname="str",
+        description="str", isworkflowactivity="bool", culture="str",
+        publickeytoken="str", version="str", major="int", minor="int",
+        customizationlevel="int", workflowactivitygroupname="str",
+        customworkflowactivityinfo="str", plugintypeexportkey="str",
+        plugintypeidunique="guid",
+        pluginassemblyid="lookup:pluginassembly", organizationid="lookup:organization"),
+        defaults={"isworkflowactivity": False, "customizationlevel": 1,
+                  "culture": "neutral", "ismanaged": False, "componentstate": 0}),
+    Table("plugintracelog", "plugintracelogs", "plugintracelogid", "typename", _spec(
+        typename="str", messagename="str", primaryentity="str", mode="int",
+        operationtype="int", depth="int", exceptiondetails="str",
+        messageblock="str", pluginstepid="guid", correlationid="guid",
+        requestid="guid", persistencekey="guid", organizationid="guid",
+        issystemcreated="bool", performanceexecutionduration="int",
+        performanceexecutionstarttime="dt", performanceconstructorduration="int",
+        performanceconstructorstarttime="dt", configuration="str",
+        secureconfiguration="str", profile="str", createdon="dt",
+        createdby="lookup:systemuser", createdonbehalfby="lookup:systemuser"),
+        defaults={"issystemcreated": False, "operationtype": 1, "depth": 1},
+        labels={"mode": {0: "Synchronous", 1: "Asynchronous"},
+                "operationtype": {0: "Unknown", 1: "Plug-in", 2: "Workflow Activity"}}),
+]
+TABLES_BY_SET = {t.set_name: t for t in TABLES}
+TABLES_BY_LOGICAL = {t.logical: t for t in TABLES}
+
+# statuscode that goes with a statecode, when a row gives only the latter
+STATUS_FOR_STATE = {
+    "workflows": {0: 1, 1: 2, 2: 3},
+    "sdkmessageprocessingsteps": {0: 1, 1: 2},
+    "mailboxes": {0: 1, 1: 2},
+}
+
+
+# --------------------------------------------------------------------------
+# Time
+
+_DT_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(\.\d{1,7})?)?"
+                    r"(Z|[+-]\d{2}:\d{2})$")
+_REL_RE = re.compile(r"^now((?:[+-](?:\d+(?:\.\d+)?[smhd])+)*)$")
+_REL_TERM_RE = re.compile(r"([+-])((?:\d+(?:\.\d+)?[smhd])+)")
+_REL_PART_RE = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_iso(text):
+    """ISO 8601 datetime with Z or offset -> epoch seconds (float), else None."""
+    m = _DT_RE.match(text)
+    if not m:
+        return None
+    y, mo, d, hh, mi = (int(m.group(i)) for i in range(1, 6))
+    ss = int(m.group(6) or 0)
+    if not (1 <= mo <= 12 and 1 <= d <= 31 and hh <= 23 and mi <= 59 and ss <= 59):
+        return None
+    try:
+        t = calendar.timegm((y, mo, d, hh, mi, ss, 0, 0, 0))
+        time.gmtime(t)
+        # reject 2026-02-31 and friends
+        if time.gmtime(t)[:3] != (y, mo, d):
+            return None
+    except (OverflowError, ValueError):
+        return None
+    if m.group(7):
+        t += float(m.group(7))
+    tz = m.group(8)
+    if tz != "Z":
+        sign = 1 if tz[0] == "+" else -1
+        t -= sign * (int(tz[1:3]) * 3600 + int(tz[4:6]) * 60)
+    return t
+
+
+def parse_time(value, now):
+    """A scenario datetime: ISO 8601 or "now[+-]N[smhd]..." -> epoch int."""
+    if not isinstance(value, str):
+        raise ValueError("a datetime must be a string")
+    m = _REL_RE.match(value.strip())
+    if m:
+        t = now
+        for sign, parts in _REL_TERM_RE.findall(m.group(1)):
+            secs = sum(float(n) * _UNIT[u] for n, u in _REL_PART_RE.findall(parts))
+            t += secs if sign == "+" else -secs
+        return int(t)
+    t = parse_iso(value)
+    if t is None:
+        raise ValueError("not an ISO 8601 datetime with Z or offset, nor now[+-]N[smhd]: %r"
+                         % value)
+    return int(t)
+
+
+def fmt_time(t):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+# --------------------------------------------------------------------------
+# Rows and environments
+
+def new_guid():
+    return str(uuid.uuid4())
+
+
+def coerce(col, value, now, where):
+    """Validate and convert one scenario/admin value for column col."""
+    if value is None:
+        return None
+    k = col.kind
+    if k in ("guid", "lookup"):
+        if not isinstance(value, str) or not GUID_RE.match(value):
+            raise ScenarioError("%s: %s must be a GUID, got %r" % (where, col.name, value))
+        return value.lower()
+    if k == "str":
+        if not isinstance(value, str):
+            raise ScenarioError("%s: %s must be a string, got %r" % (where, col.name, value))
+        return value
+    if k in ("int", "bigint"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ScenarioError("%s: %s must be an integer, got %r" % (where, col.name, value))
+        lim = 2 ** 31 if k == "int" else 2 ** 63
+        if not -lim <= value < lim:
+            raise ScenarioError("%s: %s out of range: %r" % (where, col.name, value))
+        return value
+    if k == "bool":
+        if not isinstance(value, bool):
+            raise ScenarioError("%s: %s must be true or false, got %r" % (where, col.name, value))
+        return value
+    if k == "dt":
+        try:
+            return parse_time(value, now)
+        except ValueError as e:
+            raise ScenarioError("%s: %s: %s" % (where, col.name, e))
+    raise AssertionError(k)
+
+
+LK_SUFFIX = "@Microsoft.Dynamics.CRM.lookuplogicalname"
+
+
+class TableData:
+    def __init__(self, schema):
+        self.schema = schema
+        self.rows = {}          # pk -> row dict (column -> value, "@v" version, "@lk")
+        self._indexes = {}      # column -> index, dropped on every write
+
+    def changed(self):
+        self._indexes = {}
+
+    def sorted_index(self, colname):
+        key = ("sorted", colname)
+        idx = self._indexes.get(key)
+        if idx is None:
+            pairs = sorted((r[colname], pk) for pk, r in self.rows.items()
+                           if r[colname] is not None)
+            idx = ([p[0] for p in pairs], [self.rows[p[1]] for p in pairs])
+            self._indexes[key] = idx
+        return idx
+
+    def hash_index(self, colname):
+        key = ("hash", colname)
+        idx = self._indexes.get(key)
+        if idx is None:
+            idx = {}
+            for r in self.rows.values():
+                v = r[colname]
+                if v is not None:
+                    idx.setdefault(v, []).append(r)
+            self._indexes[key] = idx
+        return idx
+
+
+class Env:
+    def __init__(self, name, tenant, client_id, client_secret, token_lifetime=None,
+                 deny_read=()):
+        self.name = name
+        self.tenant = tenant
+        self.client_id = client_id.lower()
+        self.client_secret = client_secret
+        self.token_lifetime = token_lifetime
+        self.deny_read = set(deny_read)
+        self.tables = {t.set_name: TableData(t) for t in TABLES}
+        self.version = 1000
+        self.user_id = new_guid()
+        self.org_id = new_guid()
+        self.bu_id = new_guid()
+
+    def next_version(self):
+        self.version += 1
+        return self.version
+
+    def make_row(self, schema, data, now, where, existing=None):
+        """Validate data (a JSON object) into a stored row; merge into existing."""
+        if not isinstance(data, dict):
+            raise ScenarioError("%s: a row must be a JSON object" % where)
+        row = dict(existing) if existing else {c: None for c in schema.cols}
+        lk = dict(existing["@lk"]) if existing else {}
+        for key, value in data.items():
+            if key.endswith(LK_SUFFIX):
+                base = key[:-len(LK_SUFFIX)]
+                col = schema.cols.get(base)
+                if col is None or col.kind != "lookup":
+                    raise ScenarioError("%s: %s: %s is not a lookup column of %s"
+                                        % (where, key, base, schema.logical))
+                if value not in col.targets:
+                    raise ScenarioError("%s: %s must be one of %s" % (where, key, col.targets))
+                lk[base] = value
+                continue
+            col = schema.cols.get(key)
+            if col is None:
+                hint = ""
+                if key in schema.lookup_by_logical:
+                    hint = " (a lookup: write _%s_value)" % key
+                raise ScenarioError("%s: unknown column %r for %s%s"
+                                    % (where, key, schema.set_name, hint))
+            row[key] = coerce(col, value, now, where)
+        if not existing:
+            for key, value in schema.defaults.items():
+                if key not in data:
+                    row[key] = value
+            if row[schema.pk] is None:
+                row[schema.pk] = new_guid()
+            for c in ("createdon", "modifiedon"):
+                if c in schema.cols and c not in data:
+                    row[c] = int(now)
+            if "modifiedon" in schema.cols and "createdon" in data and "modifiedon" not in data:
+                row["modifiedon"] = max(row["modifiedon"], row["createdon"])
+        status_map = STATUS_FOR_STATE.get(schema.set_name)
+        if status_map and "statecode" in data and "statuscode" not in data:
+            row["statuscode"] = status_map.get(row["statecode"], row["statuscode"])
+        for c in ("organizationid",):
+            if ("_%s_value" % c) in row and row["_%s_value" % c] is None:
+                row["_%s_value" % c] = self.org_id
+        if "organizationid" in schema.cols and row["organizationid"] is None:
+            row["organizationid"] = self.org_id
+        for c, col in schema.cols.items():
+            if col.kind == "lookup" and row[c] is not None and c not in lk:
+                lk[c] = col.targets[0]
+            if col.kind == "lookup" and row[c] is None:
+                lk.pop(c, None)
+        row["@lk"] = lk
+        return row
+
+    def check_lookups(self, schema, row, where):
+        """Single-table lookups into simulated tables must point at a row."""
+        for c, col in schema.cols.items():
+            if col.kind != "lookup" or row[c] is None:
+                continue
+            target = row["@lk"].get(c, col.targets[0])
+            tschema = TABLES_BY_LOGICAL.get(target)
+            if tschema is None:
+                continue
+            if len(col.targets) > 1 and target != "mailbox":
+                continue
+            if row[c] not in self.tables[tschema.set_name].rows:
+                raise ScenarioError("%s: %s = %s: no such %s row"
+                                    % (where, c, row[c], tschema.set_name))
+
+    def upsert(self, set_name, data, now, where, check=True):
+        td = self.tables[set_name]
+        schema = td.schema
+        pk = data.get(schema.pk) if isinstance(data, dict) else None
+        if isinstance(pk, str):
+            pk = pk.lower()
+        existing = td.rows.get(pk) if pk else None
+        row = self.make_row(schema, data, now, where, existing)
+        if existing and "modifiedon" in schema.cols and "modifiedon" not in data:
+            row["modifiedon"] = int(now)
+        if check:
+            self.check_lookups(schema, row, where)
+        row["@v"] = self.next_version()
+        if "versionnumber" in schema.cols:
+            row["versionnumber"] = row["@v"]
+        td.rows[row[schema.pk]] = row
+        td.changed()
+        return row, existing is not None
+
+
+# --------------------------------------------------------------------------
+# OData $filter: tokenizer, parser, type checker and compiler
+
+class Tok:
+    __slots__ = ("kind", "value", "pos", "text")
+
+    def __init__(self, kind, value, pos, text):
+        self.kind, self.value, self.pos, self.text = kind, value, pos, text
+
+
+_LEX = [
+    ("dt", re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,7})?)?"
+                      r"(?:Z|[+-]\d{2}:\d{2})")),
+    ("guid", re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-"
+                        r"[0-9A-Fa-f]{12}")),
+    ("date", re.compile(r"\d{4}-\d{2}-\d{2}")),
+    ("num", re.compile(r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?[LlMmDdFf]?")),
+    ("ident", re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")),
+    ("alias", re.compile(r"@[A-Za-z_][A-Za-z0-9_]*")),
+]
+_IDCHAR = re.compile(r"[A-Za-z0-9_.]")
+
+
+def tokenize(text):
+    toks = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c in " \t\r\n":
+            i += 1
+            continue
+        if c == "'":
+            j = i + 1
+            buf = []
+            while True:
+                if j >= n:
+                    raise query_error("There is an unterminated string literal at position "
+                                      "%d in '%s'." % (i, text))
+                if text[j] == "'":
+                    if j + 1 < n and text[j + 1] == "'":
+                        buf.append("'")
+                        j += 2
+                        continue
+                    break
+                buf.append(text[j])
+                j += 1
+            toks.append(Tok("str", "".join(buf), i, text[i:j + 1]))
+            i = j + 1
+            continue
+        if c in "(),/[]=":
+            toks.append(Tok(c, c, i, c))
+            i += 1
+            continue
+        for kind, rx in _LEX:
+            m = rx.match(text, i)
+            if not m:
+                continue
+            end = m.end()
+            if kind not in ("ident", "alias") and end < n and _IDCHAR.match(text[end]):
+                continue
+            toks.append(Tok(kind, m.group(0), i, m.group(0)))
+            i = end
+            break
+        else:
+            raise query_error("Syntax error: character '%s' is not valid at position %d in "
+                              "'%s'." % (c, i, text))
+    toks.append(Tok("end", None, n, ""))
+    return toks
+
+
+CMP_OPS = {"eq": "Equal", "ne": "NotEqual", "gt": "GreaterThan",
+           "ge": "GreaterThanOrEqual", "lt": "LessThan", "le": "LessThanOrEqual"}
+UNSUPPORTED_OPS = {"has", "in", "add", "sub", "mul", "div", "divby", "mod"}
+STD_FUNCS = {"contains", "startswith", "endswith"}
+UNSUPPORTED_FUNCS = {"tolower", "toupper", "trim", "concat", "length", "indexof",
+                     "substring", "year", "month", "day", "hour", "minute", "second",
+                     "fractionalseconds", "date", "time", "now", "round", "floor",
+                     "ceiling", "cast", "isof", "totaloffsetminutes", "maxdatetime",
+                     "mindatetime", "totalseconds", "matchesPattern", "any", "all",
+                     "geo.distance", "geo.intersects", "geo.length"}
+CRM_NS = "Microsoft.Dynamics.CRM."
+
+
+class Parser:
+    """Recursive descent over OData's boolean expression grammar -> tuples."""
+
+    def __init__(self, text, aliases):
+        self.text = text
+        self.aliases = aliases
+        self.toks = tokenize(text)
+        self.i = 0
+
+    def peek(self):
+        return self.toks[self.i]
+
+    def take(self):
+        t = self.toks[self.i]
+        self.i += 1
+        return t
+
+    def is_word(self, word):
+        t = self.peek()
+        return t.kind == "ident" and t.value == word
+
+    def syntax(self, tok=None):
+        tok = tok or self.peek()
+        return query_error("Syntax error at position %d in '%s'." % (tok.pos, self.text))
+
+    def expect(self, kind):
+        t = self.peek()
+        if t.kind != kind:
+            if t.kind == "end":
+                raise query_error("'%s' expected at position %d in '%s'."
+                                  % (kind, t.pos, self.text))
+            raise self.syntax(t)
+        return self.take()
+
+    def parse(self):
+        if self.peek().kind == "end":
+            raise query_error("Expression expected at position 0 in '%s'." % self.text)
+        node = self.parse_or()
+        if self.peek().kind != "end":
+            raise self.syntax()
+        return node
+
+    def parse_or(self):
+        left = self.parse_and()
+        while self.is_word("or"):
+            self.take()
+            left = ("or", left, self.parse_and())
+        return left
+
+    def parse_and(self):
+        left = self.parse_cmp()
+        while self.is_word("and"):
+            self.take()
+            left = ("and", left, self.parse_cmp())
+        return left
+
+    def parse_cmp(self):
+        left = self.parse_unary()
+        t = self.peek()
+        if t.kind == "ident" and t.value in CMP_OPS:
+            self.take()
+            right = self.parse_unary()
+            return ("cmp", t.value, left, right)
+        if t.kind == "ident" and t.value in UNSUPPORTED_OPS:
+            raise query_error("The '%s' operator is not supported at position %d in '%s'."
+                              % (t.value, t.pos, self.text))
+        return left
+
+    def parse_unary(self):
+        if self.is_word("not"):
+            self.take()
+            return ("not", self.parse_unary())
+        return self.parse_primary()
+
+    def parse_primary(self):
+        t = self.take()
+        if t.kind == "(":
+            node = self.parse_or()
+            self.expect(")")
+            return node
+        if t.kind == "str":
+            return ("lit", "Edm.String", t.value)
+        if t.kind == "guid":
+            return ("lit", "Edm.Guid", t.value.lower())
+        if t.kind == "dt":
+            v = parse_iso(t.value)
+            if v is None:
+                raise query_error("The DateTimeOffset text '%s' should be in format "
+                                  "'yyyy-mm-ddThh:mm:ss('.'s+)?(zzzzzz)?' and each field "
+                                  "value is within valid range." % t.value)
+            return ("lit", "Edm.DateTimeOffset", v)
+        if t.kind == "date":
+            return ("lit", "Edm.Date", t.value)
+        if t.kind == "num":
+            return self.number(t)
+        if t.kind == "alias":
+            if t.value not in self.aliases:
+                raise query_error("Parameter alias '%s' was not found." % t.value)
+            return Parser(self.aliases[t.value], {}).parse_value()
+        if t.kind == "ident":
+            if t.value in ("true", "false"):
+                return ("lit", "Edm.Boolean", t.value == "true")
+            if t.value == "null":
+                return ("lit", "null", None)
+            if self.peek().kind == "(":
+                return self.call(t)
+            path = [t.value]
+            while self.peek().kind == "/":
+                self.take()
+                seg = self.take()
+                if seg.kind != "ident":
+                    raise self.syntax(seg)
+                if seg.value in ("any", "all"):
+                    raise query_error("Lambda operator '%s' is not supported on "
+                                      "single-valued navigation at position %d in '%s'."
+                                      % (seg.value, seg.pos, self.text))
+                path.append(seg.value)
+            return ("prop", path, t.pos)
+        if t.kind == "end":
+            raise query_error("Expression expected at position %d in '%s'."
+                              % (t.pos, self.text))
+        raise self.syntax(t)
+
+    def parse_value(self):
+        node = self.parse_primary()
+        if self.peek().kind != "end":
+            raise self.syntax()
+        return node
+
+    def number(self, t):
+        s = t.value
+        suffix = s[-1] if s[-1] in "LlMmDdFf" else ""
+        body = s[:-1] if suffix else s
+        if suffix in ("L", "l"):
+            return ("lit", "Edm.Int64", int(body))
+        if suffix or "." in body or "e" in body or "E" in body:
+            return ("lit", "Edm.Decimal", float(body))
+        v = int(body)
+        return ("lit", "Edm.Int32" if -2 ** 31 <= v < 2 ** 31 else "Edm.Int64", v)
+
+    def call(self, name_tok):
+        name = name_tok.value
+        self.expect("(")
+        if name.startswith(CRM_NS):
+            params = {}
+            while self.peek().kind != ")":
+                key = self.expect("ident")
+                self.expect("=")
+                if self.peek().kind == "[":
+                    self.take()
+                    vals = []
+                    while self.peek().kind != "]":
+                        v = self.take()
+                        if v.kind not in ("str", "num"):
+                            raise self.syntax(v)
+                        vals.append(v.value)
+                        if self.peek().kind == ",":
+                            self.take()
+                        elif self.peek().kind != "]":
+                            raise self.syntax()
+                    self.take()
+                    params[key.value] = vals
+                else:
+                    v = self.take()
+                    if v.kind not in ("str", "num"):
+                        raise self.syntax(v)
+                    params[key.value] = v.value if v.kind == "str" else int(v.value)
+                if self.peek().kind == ",":
+                    self.take()
+                elif self.peek().kind != ")":
+                    raise self.syntax()
+            self.take()
+            return ("crm", name[len(CRM_NS):], params, name_tok.pos)
+        args = []
+        if self.peek().kind != ")":
+            while True:
+                args.append(self.parse_or())
+                if self.peek().kind == ",":
+                    self.take()
+                    continue
+                break
+        t = self.peek()
+        if t.kind != ")":
+            raise query_error("')' or ',' expected at position %d in '%s'."
+                              % (t.pos, self.text))
+        self.take()
+        return ("call", name, args, name_tok.pos)
+
+
+NUMERIC = {"Edm.Int32", "Edm.Int64", "Edm.Decimal", "Edm.Double", "Edm.Single"}
+
+
+def _and3(a, b):
+    if a is False or b is False:
+        return False
+    if a is None or b is None:
+        return None
+    return True
+
+
+def _or3(a, b):
+    if a is True or b is True:
+        return True
+    if a is None or b is None:
+        return None
+    return False
+
+
+def _norm(edm, v):
+    """Comparable form of a value: strings compare case-insensitively (SQL)."""
+    if v is None:
+        return None
+    if edm == "Edm.String":
+        return v.casefold()
+    return v
+
+
+class FilterCompiler:
+    """Type-checks a parsed $filter against a table and compiles it to a
+    function row -> True/False/None (SQL's three-valued logic)."""
+
+    def __init__(self, env, schema, text, aliases=None):
+        self.env = env
+        self.schema = schema
+        self.text = text
+        self.aliases = aliases or {}
+
+    def not_found(self, name, schema):
+        return query_error("Could not find a property named '%s' on type '%s'."
+                           % (name, schema.type_name))
+
+    def resolve(self, path):
+        """path -> (edm type, getter, column or None, schema of the last hop)."""
+        schema = self.schema
+        hops = []
+        for i, seg in enumerate(path):
+            last = i == len(path) - 1
+            if seg in schema.navs:
+                col, target = schema.navs[seg]
+                hops.append((col, TABLES_BY_SET[target]))
+                schema = TABLES_BY_SET[target]
+                if last:
+                    return (schema.type_name, None, None, schema)
+                continue
+            col = schema.cols.get(seg)
+            if col is None:
+                raise self.not_found(seg, schema)
+            if not last:
+                raise query_error("The parent value for a property access of a property "
+                                  "'%s' is not a single value. Property access can only "
+                                  "be applied to a single value." % path[i + 1])
+            getter = self.getter(hops, seg)
+            return (col.edm, getter, col, schema)
+        raise AssertionError("empty path")
+
+    def getter(self, hops, colname):
+        if not hops:
+            return operator.itemgetter(colname)
+        env = self.env
+        steps = [(col, env.tables[s.set_name].rows) for col, s in hops]
+
+        def get(row):
+            for col, rows in steps:
+                key = row[col]
+                if key is None:
+                    return None
+                row = rows.get(key)
+                if row is None:
+                    return None
+            return row[colname]
+        return get
+
+    def compile(self):
+        node = Parser(self.text, self.aliases).parse()
+        edm, fn = self.expr(node)
+        if edm != "Edm.Boolean":
+            raise query_error("The $filter expression must evaluate to a single boolean "
+                              "value.")
+        return node, fn
+
+    def expr(self, node):
+        kind = node[0]
+        if kind in ("and", "or"):
+            lt, lf = self.expr(node[1])
+            rt, rf = self.expr(node[2])
+            if lt != "Edm.Boolean" or rt != "Edm.Boolean":
+                raise query_error("A binary operator with incompatible types was detected. "
+                                  "Found operand types '%s' and '%s' for operator kind '%s'."
+                                  % (lt, rt, "And" if kind == "and" else "Or"))
+            f3 = _and3 if kind == "and" else _or3
+            return "Edm.Boolean", (lambda row: f3(lf(row), rf(row)))
+        if kind == "not":
+            t, f = self.expr(node[1])
+            if t != "Edm.Boolean":
+                raise query_error("A unary operator with an incompatible type was detected. "
+                                  "Found operand type '%s' for operator kind 'Not'." % t)
+
+            def neg(row):
+                v = f(row)
+                return None if v is None else not v
+            return "Edm.Boolean", neg
+        if kind == "lit":
+            v = node[2]
+            return node[1], (lambda row: v)
+        if kind == "prop":
+            edm, getter, _col, _s = self.resolve(node[1])
+            if getter is None:
+                return edm, None
+            return edm, getter
+        if kind == "cmp":
+            return self.cmp(node)
+        if kind == "call":
+            return self.call(node)
+        if kind == "crm":
+            return self.crm(node)
+        raise AssertionError(kind)
+
+    def cmp(self, node):
+        _, op, ln, rn = node
+        lt, lf = self.expr(ln)
+        rt, rf = self.expr(rn)
+        opname = CMP_OPS[op]
+        ok = (lt == "null" or rt == "null" or (lt in NUMERIC and rt in NUMERIC)
+              or (lt == rt and lf is not None))
+        if not ok or lf is None or rf is None:
+            raise query_error("A binary operator with incompatible types was detected. "
+                              "Found operand types '%s' and '%s' for operator kind '%s'."
+                              % (lt, rt, opname))
+        pyop = getattr(operator, op)
+        if rn[0] == "lit" and rn[1] == "null":
+            if op == "eq":
+                return "Edm.Boolean", (lambda row: lf(row) is None)
+            if op == "ne":
+                return "Edm.Boolean", (lambda row: lf(row) is not None)
+            return "Edm.Boolean", (lambda row: None)
+        if ln[0] == "lit" and ln[1] == "null":
+            if op == "eq":
+                return "Edm.Boolean", (lambda row: rf(row) is None)
+            if op == "ne":
+                return "Edm.Boolean", (lambda row: rf(row) is not None)
+            return "Edm.Boolean", (lambda row: None)
+        edm = lt if lt != "null" else rt
+        if rn[0] == "lit":
+            c = _norm(edm, rn[2])
+            if edm == "Edm.String":
+                def f(row):
+                    v = lf(row)
+                    return None if v is None else pyop(v.casefold(), c)
+            else:
+                def f(row):
+                    v = lf(row)
+                    return None if v is None else pyop(v, c)
+            return "Edm.Boolean", f
+
+        def g(row):
+            a, b = lf(row), rf(row)
+            if a is None or b is None:
+                return None
+            return pyop(_norm(edm, a), _norm(edm, b))
+        return "Edm.Boolean", g
+
+    def call(self, node):
+        _, name, args, pos = node
+        if name in STD_FUNCS:
+            if len(args) != 2:
+                raise query_error("The function '%s' requires 2 arguments." % name)
+            (at, af), (bt, bf) = self.expr(args[0]), self.expr(args[1])
+            if at != "Edm.String" or bt != "Edm.String" or af is None or bf is None:
+                raise query_error("No function signature for the function with name '%s' "
+                                  "matches the specified arguments. The function signatures "
+                                  "considered are: %s(Edm.String Nullable=true, Edm.String "
+                                  "Nullable=true)." % (name, name))
+            test = {"contains": lambda v, s: s in v,
+                    "startswith": lambda v, s: v.startswith(s),
+                    "endswith": lambda v, s: v.endswith(s)}[name]
+
+            def f(row):
+                v, s = af(row), bf(row)
+                if v is None or s is None:
+                    return None
+                return test(v.casefold(), s.casefold())
+            return "Edm.Boolean", f
+        if name in UNSUPPORTED_FUNCS:
+            raise query_error("The '%s' function is not supported." % name)
+        raise query_error("An unknown function with name '%s' was found. This may also be a "
+                          "function import or a key lookup on a navigation property, which "
+                          "is not allowed." % name)
+
+    def crm_value(self, col, raw, fname):
+        try:
+            if col.kind in ("int", "bigint"):
+                return int(raw)
+            if col.kind in ("guid", "lookup"):
+                if not GUID_RE.match(str(raw)):
+                    raise ValueError
+                return str(raw).lower()
+            if col.kind == "bool":
+                if str(raw).lower() not in ("true", "false", "1", "0"):
+                    raise ValueError
+                return str(raw).lower() in ("true", "1")
+            if col.kind == "dt":
+                v = parse_iso(str(raw))
+                if v is None:
+                    raise ValueError
+                return v
+            return str(raw).casefold()
+        except ValueError:
+            raise query_error("The value '%s' of PropertyValues for %s cannot be converted "
+                              "to the type of attribute '%s'." % (raw, fname, col.name))
+
+    def crm(self, node):
+        _, name, params, pos = node
+        full = CRM_NS + name
+        prop = params.get("PropertyName")
+        if name in ("In", "NotIn", "Between", "NotBetween", "LastXHours", "LastXMinutes",
+                    "LastXDays", "OlderThanXMinutes", "OlderThanXHours", "OlderThanXDays"):
+            if not isinstance(prop, str):
+                raise query_error("The parameter 'PropertyName' of function '%s' is missing "
+                                  "or not a string." % full)
+            col = self.schema.cols.get(prop)
+            if col is None:
+                raise self.not_found(prop, self.schema)
+            get = operator.itemgetter(col.name)
+            is_str = col.kind == "str"
+        else:
+            raise query_error("An unknown function with name '%s' was found. This may also "
+                              "be a function import or a key lookup on a navigation "
+                              "property, which is not allowed. (dvsim simulates In, NotIn, "
+                              "Between, NotBetween, LastX*, OlderThanX*.)" % full)
+        if name in ("In", "NotIn", "Between", "NotBetween"):
+            vals = params.get("PropertyValues")
+            if not isinstance(vals, list) or not vals:
+                raise query_error("The parameter 'PropertyValues' of function '%s' must be a "
+                                  "non-empty collection." % full)
+            vals = [self.crm_value(col, v, full) for v in vals]
+            if name in ("In", "NotIn"):
+                s = set(vals)
+                want = name == "In"
+
+                def f(row):
+                    v = get(row)
+                    if v is None:
+                        return None
+                    return ((v.casefold() if is_str else v) in s) == want
+                return "Edm.Boolean", f
+            if len(vals) != 2:
+                raise query_error("The function '%s' requires exactly two PropertyValues."
+                                  % full)
+            lo, hi = vals
+            want = name == "Between"
+
+            def f(row):
+                v = get(row)
+                if v is None:
+                    return None
+                v = v.casefold() if is_str else v
+                return (lo <= v <= hi) == want
+            return "Edm.Boolean", f
+        # LastX* / OlderThanX*
+        n = params.get("PropertyValue")
+        if isinstance(n, str) and n.isdigit():
+            n = int(n)
+        if not isinstance(n, int) or col.kind != "dt":
+            raise query_error("The function '%s' needs a datetime PropertyName and an integer "
+                              "PropertyValue." % full)
+        unit = {"Hours": 3600, "Minutes": 60, "Days": 86400}[
+            name.replace("LastX", "").replace("OlderThanX", "")]
+        older = name.startswith("OlderThan")
+        span = n * unit
+
+        def f(row):
+            v = get(row)
+            if v is None:
+                return None
+            now = time.time()
+            return v <= now - span if older else now - span <= v <= now
+        return "Edm.Boolean", f
+
+
+def conjuncts(node):
+    if node[0] == "and":
+        return conjuncts(node[1]) + conjuncts(node[2])
+    return [node]
+
+
+def candidate_rows(td, node):
+    """Use an index to narrow the rows a filter can match (never widens)."""
+    if node is None:
+        return None
+    best = None
+    for c in conjuncts(node):
+        if c[0] != "cmp":
+            continue
+        op, l, r = c[1], c[2], c[3]
+        if l[0] == "lit" and r[0] == "prop":
+            l, r = r, l
+            op = {"gt": "lt", "ge": "le", "lt": "gt", "le": "ge"}.get(op, op)
+        if l[0] != "prop" or r[0] != "lit" or len(l[1]) != 1:
+            continue
+        col = td.schema.cols.get(l[1][0])
+        if col is None or r[1] == "null":
+            continue
+        if op == "eq" and col.kind in ("guid", "lookup") and r[1] == "Edm.Guid":
+            return td.hash_index(col.name).get(r[2], [])
+        if col.kind == "dt" and r[1] == "Edm.DateTimeOffset" and op in ("gt", "ge", "lt", "le",
+                                                                        "eq"):
+            keys, rows = td.sorted_index(col.name)
+            v = r[2]
+            if op == "gt":
+                sel = rows[bisect.bisect_right(keys, v):]
+            elif op == "ge":
+                sel = rows[bisect.bisect_left(keys, v):]
+            elif op == "lt":
+                sel = rows[:bisect.bisect_left(keys, v)]
+            elif op == "le":
+                sel = rows[:bisect.bisect_right(keys, v)]
+            else:
+                sel = rows[bisect.bisect_left(keys, v):bisect.bisect_right(keys, v)]
+            if best is None or len(sel) < len(best):
+                best = sel
+    return best
+
+
+# --------------------------------------------------------------------------
+# Query options other than $filter
+
+IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+KNOWN_OPTIONS = {"$select", "$filter", "$orderby", "$top", "$expand", "$count",
+                 "$skiptoken"}
+UNSUPPORTED_OPTIONS = {"$search", "$apply", "$format", "$compute", "$levels", "$index",
+                       "$deltatoken", "$schemaversion", "$id"}
+
+
+def parse_query_string(raw):
+    opts, aliases, raw_parts = {}, {}, []
+    if not raw:
+        return opts, aliases, raw_parts
+    for part in raw.split("&"):
+        if not part:
+            continue
+        name, _sep, value = part.partition("=")
+        name = unquote_plus(name)
+        value = unquote_plus(value)
+        if name.startswith("$"):
+            if name == "$skip":
+                raise query_error("The query parameter $skip is not supported")
+            if name in UNSUPPORTED_OPTIONS:
+                raise query_error("The query parameter %s is not supported" % name)
+            if name not in KNOWN_OPTIONS:
+                raise query_error("The query parameter '%s' is not supported." % name)
+            if name in opts:
+                raise query_error("Query option '%s' was specified more than once, but it "
+                                  "must be specified at most once." % name)
+            opts[name] = value
+            if name != "$skiptoken":
+                raw_parts.append(part)
+        elif name.startswith("@"):
+            aliases[name] = value
+            raw_parts.append(part)
+        elif name in ("fetchXml", "savedQuery", "userQuery"):
+            raise ODataError(501, ERR_QUERY, "dvsim does not simulate the %s parameter."
+                             % name)
+        else:
+            raw_parts.append(part)
+    return opts, aliases, raw_parts
+
+
+def split_top(text, sep=","):
+    """Split on sep outside parentheses and quotes."""
+    out, depth, buf, q = [], 0, [], False
+    for ch in text:
+        if ch == "'":
+            q = not q
+        elif not q and ch == "(":
+            depth += 1
+        elif not q and ch == ")":
+            depth -= 1
+        if ch == sep and depth == 0 and not q:
+            out.append("".join(buf))
+            buf = []
+        else:
+            buf.append(ch)
+    out.append("".join(buf))
+    return out
+
+
+def parse_select(schema, text):
+    if text is None:
+        return None
+    cols = []
+    for item in text.split(","):
+        name = item.strip()
+        if name == "*":
+            return None
+        if not IDENT_RE.match(name):
+            if "/" in name:
+                raise query_error("Found a path with multiple navigation properties or a bad "
+                                  "complex property path in a select clause: '%s'. Use "
+                                  "$expand to select columns of related rows." % name)
+            raise query_error("Syntax error at position 0 in '%s'." % text)
+        if name in schema.navs:
+            raise query_error("'%s' is a navigation property of '%s': $select "
+                              "'_%s_value' for its id, or $expand it."
+                              % (name, schema.type_name, name))
+        if name not in schema.cols:
+            raise query_error("Could not find a property named '%s' on type '%s'."
+                              % (name, schema.type_name))
+        if name not in cols:
+            cols.append(name)
+    return cols
+
+
+def parse_expand(schema, text):
+    if text is None:
+        return []
+    out = []
+    for item in split_top(text):
+        item = item.strip()
+        m = re.match(r"^([A-Za-z_][A-Za-z0-9_]*)(?:\((.*)\))?$", item, re.S)
+        if not m:
+            raise query_error("Syntax error at position 0 in '%s'." % text)
+        nav, inner = m.group(1), m.group(2)
+        if nav not in schema.navs:
+            raise query_error("Could not find a property named '%s' on type '%s'."
+                              % (nav, schema.type_name))
+        target = TABLES_BY_SET[schema.navs[nav][1]]
+        sel = None
+        if inner is not None:
+            for opt in split_top(inner, ";"):
+                k, _s, v = opt.strip().partition("=")
+                if k == "$select":
+                    sel = parse_select(target, v)
+                elif k in ("$filter", "$orderby", "$top"):
+                    raise query_error("The query option '%s' is not allowed in $expand of "
+                                      "the single-valued navigation property '%s'." % (k, nav))
+                elif k == "$expand":
+                    raise ODataError(501, ERR_QUERY, "dvsim does not simulate nested $expand.")
+                else:
+                    raise query_error("Syntax error in $expand option '%s'." % opt)
+        out.append((nav, target, sel))
+    return out
+
+
+def parse_orderby(schema, text):
+    if text is None:
+        return []
+    keys = []
+    for item in text.split(","):
+        words = item.split()
+        if not words or len(words) > 2:
+            raise query_error("Syntax error at position 0 in '%s'." % text)
+        name = words[0]
+        desc = False
+        if len(words) == 2:
+            if words[1] not in ("asc", "desc"):
+                raise query_error("Syntax error at position %d in '%s'."
+                                  % (text.find(words[1]), text))
+            desc = words[1] == "desc"
+        if "/" in name:
+            raise ODataError(501, ERR_QUERY, "dvsim does not simulate $orderby on related "
+                             "tables ('%s')." % name)
+        if name not in schema.cols:
+            raise query_error("Could not find a property named '%s' on type '%s'."
+                              % (name, schema.type_name))
+        keys.append((name, desc))
+    return keys
+
+
+class Desc:
+    __slots__ = ("v",)
+
+    def __init__(self, v):
+        self.v = v
+
+    def __lt__(self, other):
+        return other.v < self.v
+
+    def __gt__(self, other):
+        return other.v > self.v
+
+    def __eq__(self, other):
+        return self.v == other.v
+
+    def __le__(self, other):
+        return other.v <= self.v
+
+    def __ge__(self, other):
+        return other.v >= self.v
+
+
+def make_sort_key(schema, orderby):
+    """Total order: the $orderby keys (nulls first ascending, like SQL Server),
+    then the primary key."""
+    parts = []
+    for name, desc in orderby:
+        is_str = schema.cols[name].kind == "str"
+        parts.append((name, desc, is_str))
+    pk = schema.pk
+
+    def key_from_values(values):
+        out = []
+        for (name, desc, is_str), v in zip(parts, values):
+            k = (0, 0) if v is None else (1, v.casefold() if is_str else v)
+            out.append(Desc(k) if desc else k)
+        out.append(values[-1])
+        return tuple(out)
+
+    def key(row):
+        return key_from_values([row[p[0]] for p in parts] + [row[pk]])
+
+    def raw(row):
+        return [row[p[0]] for p in parts] + [row[pk]]
+    return key, key_from_values, raw
+
+
+def parse_prefer(values):
+    prefs = {}
+    for v in values:
+        for item in split_prefer(v):
+            k, _s, val = item.strip().partition("=")
+            k = k.strip().lower()
+            if k:
+                prefs[k] = val.strip().strip('"')
+    return prefs
+
+
+def split_prefer(text):
+    out, buf, q = [], [], False
+    for ch in text:
+        if ch == '"':
+            q = not q
+        if ch == "," and not q:
+            out.append("".join(buf))
+            buf = []
+        else:
+            buf.append(ch)
+    out.append("".join(buf))
+    return out
+
+
+# --------------------------------------------------------------------------
+# The simulator: environments, tokens, faults, statistics
+
+class Fault:
+    _next = 1
+
+    def __init__(self, spec, now):
+        if not isinstance(spec, dict):
+            raise ValueError("a fault must be a JSON object")
+        known = {"target", "kind", "count", "duration", "skip", "retry_after",
+                 "retry_after_date", "code", "seconds", "mb", "graceful", "status"}
+        for k in spec:
+            if k not in known:
+                raise ValueError("unknown fault field %r (known: %s)" % (k, sorted(known)))
+        self.target = spec.get("target", "*")
+        self.kind = str(spec.get("kind", ""))
+        if self.kind not in FAULT_KINDS:
+            raise ValueError("fault kind must be one of %s" % (FAULT_KINDS,))
+        self.count = spec.get("count")
+        self.duration = spec.get("duration")
+        if self.count is None and self.duration is None:
+            self.count = 1
+        self.until = now + float(self.duration) if self.duration is not None else None
+        self.skip = int(spec.get("skip", 0))
+        self.retry_after = spec.get("retry_after")
+        self.retry_after_date = spec.get("retry_after_date")
+        self.code = spec.get("code", "0x80072322")
+        if self.kind == "429" and self.code not in THROTTLE:
+            raise ValueError("a 429 fault's code must be one of %s" % sorted(THROTTLE))
+        self.seconds = float(spec.get("seconds", 5))
+        self.mb = float(spec.get("mb", 10))
+        self.graceful = bool(spec.get("graceful", False))
+        self.hits = 0
+        self.spec = spec
+        self.id = Fault._next
+        Fault._next += 1
+
+    def matches(self, env_name, what):
+        t = self.target
+        if t == "*":
+            return True
+        if t == "token":
+            return what == "token"
+        if t in (env_name, env_name + "/*"):
+            return True
+        return t == "%s/%s" % (env_name, what)
+
+    def expired(self, now):
+        if self.until is not None and now >= self.until:
+            return True
+        return self.count is not None and self.hits >= int(self.count)
+
+    def describe(self):
+        d = dict(self.spec)
+        d["id"] = self.id
+        d["hits"] = self.hits
+        return d
+
+
+class Stats:
+    LOG_MAX = 20000
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.started = time.time()
+        self.envs = {}
+
+    def _bucket(self, d, key):
+        b = d.get(key)
+        if b is None:
+            b = d[key] = {"requests": 0, "status": {}, "bytes_sent": 0, "log": []}
+        return b
+
+    def record(self, env_name, what, method, path, status, nbytes, fault, t):
+        e = self.envs.get(env_name)
+        if e is None:
+            e = self.envs[env_name] = {"requests": 0, "status": {}, "bytes_sent": 0,
+                                       "writes": 0, "sets": {}}
+        s = str(status)
+        for b in (e, self._bucket(e["sets"], what)):
+            b["requests"] += 1
+            b["status"][s] = b["status"].get(s, 0) + 1
+            b["bytes_sent"] += nbytes
+        if method not in ("GET", "HEAD") and what != "token":
+            e["writes"] += 1
+        log = e["sets"][what]["log"]
+        log.append({"t": round(t, 3), "status": status, "method": method, "path": path,
+                    "fault": fault})
+        if len(log) > self.LOG_MAX:
+            del log[:len(log) - self.LOG_MAX]
+
+    def snapshot(self):
+        return {"started": round(self.started, 3), "environments": json.loads(
+            json.dumps(self.envs))}
+
+
+class Simulator:
+    def __init__(self, token_lifetime=DEFAULT_TOKEN_LIFETIME, log=None):
+        self.lock = threading.RLock()
+        self.envs = {}
+        self.tokens = {}          # token -> {"env", "expires", "revoked"}
+        self.faults = []
+        self.stats = Stats()
+        self.token_lifetime = token_lifetime
+        self.expected = {}
+        self.log = log
+        self.port = None
+        self.server = None
+
+    # ---- scenarios -------------------------------------------------------
+    def load_file(self, path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except (OSError, ValueError) as e:
+            raise ScenarioError("%s: %s" % (path, e))
+        self.load(data, path)
+
+    def load(self, data, origin="scenario"):
+        now = time.time()
+        if not isinstance(data, dict):
+            raise ScenarioError("%s: a scenario is a JSON object" % origin)
+        for k in data:
+            if k not in ("description", "environments", "expected", "expected_config",
+                         "expected_variants", "assumptions", "notes", "generator"):
+                raise ScenarioError("%s: unknown top-level key %r" % (origin, k))
+        envs = data.get("environments")
+        if not isinstance(envs, list) or not envs:
+            raise ScenarioError("%s: \"environments\" must be a non-empty list" % origin)
+        with self.lock:
+            for i, e in enumerate(envs):
+                self.load_env(e, now, "%s: environments[%d]" % (origin, i))
+            if "expected" in data:
+                self.expected[origin] = {k: data[k] for k in
+                                         ("expected", "expected_config", "expected_variants")
+                                         if k in data}
+
+    def load_env(self, e, now, where):
+        if not isinstance(e, dict):
+            raise ScenarioError("%s: an environment is a JSON object" % where)
+        for k in e:
+            if k not in ("name", "tenant", "client_id", "client_secret", "token_lifetime",
+                         "deny_read", "tables", "description"):
+                raise ScenarioError("%s: unknown key %r" % (where, k))
+        name = e.get("name")
+        if not isinstance(name, str) or not ENV_NAME_RE.match(name) or \
+                name in RESERVED_ENV_NAMES:
+            raise ScenarioError("%s: \"name\" must match [A-Za-z0-9._-]{1,64} and not be "
+                                "api or _admin" % where)
+        if name in self.envs:
+            raise ScenarioError("%s: environment %r defined twice" % (where, name))
+        where = "%s (%s)" % (where, name)
+        for k in ("tenant", "client_id", "client_secret"):
+            if not isinstance(e.get(k), str) or not e[k]:
+                raise ScenarioError("%s: %r must be a non-empty string" % (where, k))
+        deny = e.get("deny_read", [])
+        for s in deny:
+            if s not in TABLES_BY_SET:
+                raise ScenarioError("%s: deny_read: unknown entity set %r" % (where, s))
+        lifetime = e.get("token_lifetime")
+        if lifetime is not None and (not isinstance(lifetime, int) or lifetime <= 0):
+            raise ScenarioError("%s: token_lifetime must be a positive integer" % where)
+        env = Env(name, e["tenant"], e["client_id"], e["client_secret"], lifetime, deny)
+        tables = e.get("tables", {})
+        if not isinstance(tables, dict):
+            raise ScenarioError("%s: \"tables\" must be an object" % where)
+        for set_name, rows in tables.items():
+            if set_name not in TABLES_BY_SET:
+                raise ScenarioError("%s: unknown entity set %r (known: %s)"
+                                    % (where, set_name, ", ".join(TABLES_BY_SET)))
+            if not isinstance(rows, list):
+                raise ScenarioError("%s: tables.%s must be a list" % (where, set_name))
+            for j, row in enumerate(rows):
+                w = "%s: tables.%s[%d]" % (where, set_name, j)
+                pk = TABLES_BY_SET[set_name].pk
+                if isinstance(row, dict) and isinstance(row.get(pk), str) and \
+                        row[pk].lower() in env.tables[set_name].rows:
+                    raise ScenarioError("%s: duplicate %s %s" % (w, pk, row[pk]))
+                env.upsert(set_name, row, now, w, check=False)
+        for set_name, td in env.tables.items():
+            for pk, row in td.rows.items():
+                env.check_lookups(td.schema, row, "%s: tables.%s %s" % (where, set_name, pk))
+        self.envs[name] = env
+
+    def first_env(self):
+        return next(iter(self.envs.values()), None)
+
+    # ---- tokens ----------------------------------------------------------
+    def issue_token(self, env, now):
+        lifetime = env.token_lifetime or self.token_lifetime
+
+        def b64(obj):
+            return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+        header = b64({"typ": "JWT", "alg": "RS256", "x5t": "dvsim"})
+        payload = b64({"aud": env.name, "tid": env.tenant, "appid": env.client_id,
+                       "iat": int(now), "exp": int(now + lifetime), "iss": "dvsim"})
+        token = "%s.%s.%s" % (header, payload, secrets.token_urlsafe(32))
+        self.tokens[token] = {"env": env.name, "expires": now + lifetime, "revoked": False}
+        return token, lifetime
+
+    def check_token(self, env, auth_header, now):
+        """None if the bearer token is valid for env, else the reason."""
+        if not auth_header:
+            return "missing"
+        scheme, _s, token = auth_header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return "invalid"
+        info = self.tokens.get(token.strip())
+        if info is None or info["revoked"]:
+            return "invalid"
+        if info["env"] != env.name:
+            return "audience"
+        if now >= info["expires"]:
+            return "expired"
+        return None
+
+    def revoke(self, env_name=None, token=None):
+        n = 0
+        for t, info in self.tokens.items():
+            if (token is None or t == token) and (env_name is None or info["env"] == env_name):
+                if not info["revoked"]:
+                    info["revoked"] = True
+                    n += 1
+        return n
+
+    # ---- faults ----------------------------------------------------------
+    def take_fault(self, env_name, what, now):
+        with self.lock:
+            self.faults = [f for f in self.faults if not f.expired(now)]
+            for f in self.faults:
+                if f.matches(env_name, what):
+                    if f.skip > 0:
+                        f.skip -= 1
+                        continue
+                    f.hits += 1
+                    return f
+        return None
+
+
+# --------------------------------------------------------------------------
+# Query execution
+
+def entity_base(host, env, root):
+    return "http://%s%s" % (host, "" if root else "/" + env.name)
+
+
+def annotate(out, col, value, env, schema, patterns):
+    if not patterns or value is None:
+        return
+    names = []
+    if col.kind == "lookup":
+        key, lk = value
+        names.append(("Microsoft.Dynamics.CRM.lookuplogicalname", lk))
+        nav = schema.nav_for_col(col.name)
+        if nav:
+            names.append(("Microsoft.Dynamics.CRM.associatednavigationproperty", nav))
+        tschema = TABLES_BY_LOGICAL.get(lk)
+        if tschema is not None:
+            target = env.tables[tschema.set_name].rows.get(key)
+            if target is not None and target.get(tschema.primary_name) is not None:
+                names.insert(0, ("OData.Community.Display.V1.FormattedValue",
+                                 target[tschema.primary_name]))
+    elif col.kind == "bool":
+        names.append(("OData.Community.Display.V1.FormattedValue", "Yes" if value else "No"))
+    elif col.kind == "int" and col.name in schema.labels:
+        label = schema.labels[col.name].get(value)
+        if label is not None:
+            names.append(("OData.Community.Display.V1.FormattedValue", label))
+    elif col.kind == "dt":
+        names.append(("OData.Community.Display.V1.FormattedValue",
+                      time.strftime("%m/%d/%Y %I:%M %p", time.gmtime(value))))
+    for ann, v in names:
+        if any(fnmatch.fnmatchcase(ann, p) for p in patterns):
+            out["%s@%s" % (col.name, ann)] = v
+
+
+def project(env, schema, row, select, expands, patterns, with_etag=True):
+    out = {}
+    if with_etag:
+        out["@odata.etag"] = 'W/"%d"' % row["@v"]
+    cols = select if select is not None else [c for c in schema.cols]
+    for c in cols:
+        col = schema.cols[c]
+        v = row[c]
+        if col.kind == "lookup" and v is not None:
+            annotate(out, col, (v, row["@lk"].get(c, col.targets[0])), env, schema, patterns)
+        elif v is not None and patterns:
+            annotate(out, col, v, env, schema, patterns)
+        out[c] = fmt_time(v) if (col.kind == "dt" and v is not None) else v
+    if schema.pk not in out:
+        out[schema.pk] = row[schema.pk]
+    for nav, target, sel in expands:
+        fk = row[schema.navs[nav][0]]
+        trow = env.tables[target.set_name].rows.get(fk) if fk else None
+        out[nav] = None if trow is None else project(env, target, trow, sel, [], patterns,
+                                                     with_etag=False)
+    return out
+
+
+def context_url(base, schema, select, expands, entity=False):
+    parts = list(select) if select is not None else []
+    for nav, target, sel in expands:
+        parts.append("%s(%s)" % (nav, ",".join(sel) if sel is not None else ""))
+    url = "%s/api/data/v9.2/$metadata#%s" % (base, schema.set_name)
+    if parts:
+        url += "(%s)" % ",".join(parts)
+    if entity:
+        url += "/$entity"
+    return url
+
+
+def query_hash(set_name, opts):
+    h = hashlib.sha256()
+    for k in (set_name, opts.get("$filter", ""), opts.get("$orderby", "")):
+        h.update(k.encode() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def encode_skiptoken(page, raw_key, qh):
+    blob = base64.urlsafe_b64encode(json.dumps({"k": raw_key, "q": qh}).encode()).decode()
+    return '<cookie pagenumber="%d" pagingcookie="%s" istracking="False" />' % (page, blob)
+
+
+_COOKIE_RE = re.compile(r'^<cookie pagenumber="(\d+)" pagingcookie="([A-Za-z0-9_=-]+)" '
+                        r'istracking="False" />$')
+
+
+def decode_skiptoken(text, qh):
+    m = _COOKIE_RE.match(text)
+    if not m:
+        raise query_error("The $skiptoken value is not valid: use @odata.nextLink unchanged.")
+    try:
+        data = json.loads(base64.urlsafe_b64decode(m.group(2).encode()))
+        if data["q"] != qh:
+            raise ValueError
+        return int(m.group(1)), data["k"]
+    except (ValueError, KeyError, TypeError):
+        raise query_error("The $skiptoken value does not belong to this query: use "
+                          "@odata.nextLink unchanged.")
+
+
+def run_collection(sim, env, schema, raw_query, prefs, host, root, path):
+    opts, aliases, raw_parts = parse_query_string(raw_query)
+    select = parse_select(schema, opts.get("$select"))
+    expands = parse_expand(schema, opts.get("$expand"))
+    orderby = parse_orderby(schema, opts.get("$orderby"))
+    top = None
+    if "$top" in opts:
+        if not re.match(r"^\d+$", opts["$top"]):
+            raise query_error("Invalid value '%s' for $top query option found. The $top query "
+                              "option requires a non-negative integer value." % opts["$top"])
+        top = min(int(opts["$top"]), MAX_PAGE)
+    count = opts.get("$count")
+    if count not in (None, "true", "false"):
+        raise query_error("'%s' is not a valid count option." % count)
+    td = env.tables[schema.set_name]
+    node, pred = None, None
+    if "$filter" in opts:
+        node, pred = FilterCompiler(env, schema, opts["$filter"], aliases).compile()
+    page_size, applied = MAX_PAGE, []
+    if "odata.maxpagesize" in prefs:
+        try:
+            n = int(prefs["odata.maxpagesize"])
+        except ValueError:
+            n = 0
+        if 0 < n <= MAX_PAGE:
+            page_size = n
+            applied.append("odata.maxpagesize=%d" % n)
+    patterns = None
+    if "odata.include-annotations" in prefs:
+        patterns = [p.strip() for p in prefs["odata.include-annotations"].split(",")
+                    if p.strip()]
+        applied.append('odata.include-annotations="%s"' % prefs["odata.include-annotations"])
+    key, key_from_values, raw_key = make_sort_key(schema, orderby)
+    qh = query_hash(schema.set_name, opts)
+    with sim.lock:
+        cands = candidate_rows(td, node)
+        rows = td.rows.values() if cands is None else cands
+        if pred is not None:
+            rows = [r for r in rows if pred(r) is True]
+        else:
+            rows = list(rows)
+        total = len(rows)
+        rows.sort(key=key)
+        page_no = 1
+        if "$skiptoken" in opts:
+            if top is not None:
+                raise query_error("$skiptoken cannot be combined with $top.")
+            page_no, raw = decode_skiptoken(opts["$skiptoken"], qh)
+            keys = [key(r) for r in rows]
+            start = bisect.bisect_right(keys, key_from_values(raw))
+            rows = rows[start:]
+        next_link = None
+        if top is not None:
+            rows = rows[:top]
+            applied = [a for a in applied if not a.startswith("odata.maxpagesize")]
+        elif len(rows) > page_size:
+            rows = rows[:page_size]
+            token = encode_skiptoken(page_no + 1, raw_key(rows[-1]), qh)
+            q = "&".join(raw_parts + ["$skiptoken=" + quote(token, safe="")])
+            next_link = "http://%s%s?%s" % (host, path, q)
+        base = entity_base(host, env, root)
+        value = [project(env, schema, r, select, expands, patterns) for r in rows]
+    body = {"@odata.context": context_url(base, schema, select, expands)}
+    if count == "true":
+        body["@odata.count"] = min(total, MAX_PAGE)
+    body["value"] = value
+    if next_link:
+        body["@odata.nextLink"] = next_link
+    headers = []
+    if applied:
+        headers.append(("Preference-Applied", ",".join(applied)))
+    return body, headers
+
+
+def run_single(sim, env, schema, key, raw_query, prefs, host, root):
+    opts, aliases, _raw = parse_query_string(raw_query)
+    for k in opts:
+        if k not in ("$select", "$expand"):
+            raise query_error("The query option '%s' is not allowed when retrieving a single "
+                              "row." % k)
+    select = parse_select(schema, opts.get("$select"))
+    expands = parse_expand(schema, opts.get("$expand"))
+    patterns = None
+    headers = []
+    if "odata.include-annotations" in prefs:
+        patterns = [p.strip() for p in prefs["odata.include-annotations"].split(",")]
+        headers.append(("Preference-Applied",
+                        'odata.include-annotations="%s"' % prefs["odata.include-annotations"]))
+    with sim.lock:
+        row = env.tables[schema.set_name].rows.get(key)
+        if row is None:
+            raise ODataError(404, ERR_NOT_EXIST, "%s With Id = %s Does Not Exist"
+                             % (schema.logical, key))
+        body = {"@odata.context": context_url(entity_base(host, env, root), schema, select,
+                                              expands, entity=True)}
+        body.update(project(env, schema, row, select, expands, patterns))
+    return body, headers
+
+
+# --------------------------------------------------------------------------
+# HTTP
+
+class Response:
+    def __init__(self, status, body=b"", ctype="application/json; charset=utf-8",
+                 headers=None):
+        self.status = status
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        elif isinstance(body, str):
+            body = body.encode()
+        self.body = body
+        self.ctype = ctype
+        self.headers = headers or []
+
+
+def odata_error_response(e):
+    return Response(e.status, {"error": {"code": e.code, "message": e.message}}, ODATA_JSON,
+                    list(e.headers))
+
+
+def aad_error(status, error, code, description):
+    now = time.time()
+    trace, corr = new_guid(), new_guid()
+    ts = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(now))
+    body = {"error": error,
+            "error_description": "AADSTS%d: %s Trace ID: %s Correlation ID: %s "
+                                 "Timestamp: %s" % (code, description, trace, corr, ts),
+            "error_codes": [code], "timestamp": ts, "trace_id": trace,
+            "correlation_id": corr,
+            "error_uri": "https://login.microsoftonline.com/error?code=%d" % code}
+    return Response(status, body, "application/json; charset=utf-8",
+                    [("Cache-Control", "no-store, no-cache"), ("Pragma", "no-cache")])
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "dvsim/1"
+    sys_version = ""
+    timeout = 120
+
+    sim = None  # set by make_server
+
+    # ---- plumbing --------------------------------------------------------
+    def log_message(self, fmt, *args):
+        log = self.sim.log
+        if log is not None:
+            log.write("%s %s\n" % (time.strftime("%H:%M:%S"), fmt % args))
+            log.flush()
+
+    def version_string(self):
+        return self.server_version
+
+    def do_GET(self):
+        self.dispatch("GET")
+
+    def do_POST(self):
+        self.dispatch("POST")
+
+    def do_PATCH(self):
+        self.dispatch("PATCH")
+
+    def do_DELETE(self):
+        self.dispatch("DELETE")
+
+    def do_PUT(self):
+        self.dispatch("PUT")
+
+    def read_body(self):
+        n = self.headers.get("Content-Length")
+        if n is None:
+            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                return self.read_chunked()
+            return b""
+        try:
+            n = int(n)
+        except ValueError:
+            return b""
+        return self.rfile.read(n) if n > 0 else b""
+
+    def read_chunked(self):
+        out = []
+        while True:
+            line = self.rfile.readline()
+            size = int(line.split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                return b"".join(out)
+            out.append(self.rfile.read(size))
+            self.rfile.readline()
+
+    def host(self):
+        return self.headers.get("Host") or "127.0.0.1:%d" % self.sim.port
+
+    def send(self, resp, fault=None):
+        """Write resp, applying a delivery fault (slow, truncated); returns bytes sent."""
+        self.send_response(resp.status)
+        self.send_header("Content-Type", resp.ctype)
+        self.send_header("Content-Length", str(len(resp.body)))
+        for k, v in resp.headers:
+            self.send_header(k, v)
+        self.end_headers()
+        body = resp.body
+        if fault is not None and fault.kind == "truncated":
+            part = body[:max(0, len(body) // 2)]
+            self.wfile.write(part)
+            self.close_connection = True
+            self.hard_close(graceful=True)
+            return len(part)
+        if fault is not None and fault.kind == "slow" and body:
+            chunks = max(1, min(len(body), int(fault.seconds * 10)))
+            step = max(1, -(-len(body) // chunks))
+            pause = fault.seconds / max(1, -(-len(body) // step))
+            for i in range(0, len(body), step):
+                self.wfile.write(body[i:i + step])
+                time.sleep(pause)
+            return len(body)
+        self.wfile.write(body)
+        return len(body)
+
+    def hard_close(self, graceful=False):
+        try:
+            if not graceful:
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                           struct.pack("ii", 1, 0))
+                self.connection.close()
+            else:
+                self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.close_connection = True
+
+    # ---- routing ---------------------------------------------------------
+    def dispatch(self, method):
+        try:
+            self.route(method)
+        except Exception:  # a dvsim bug: say so loudly, answer 500, keep serving
+            import traceback
+            traceback.print_exc()
+            try:
+                self.send(Response(500, {"error": {"code": ERR_UNEXPECTED, "message":
+                                                   "dvsim internal error (see its stderr)"}},
+                                   ODATA_JSON))
+            except OSError:
+                pass
+            self.close_connection = True
+
+    def route(self, method):
+        t0 = time.time()
+        body = self.read_body()
+        url = urlsplit(self.path)
+        path = url.path
+        segs = [s for s in path.split("/")][1:]
+        if segs and segs[0] == "_admin":
+            self.handle_admin(method, segs[1:], url.query, body)
+            return
+        sim = self.sim
+        # token endpoint: /{tenant}/oauth2/v2.0/token
+        if len(segs) == 4 and segs[1:] == ["oauth2", "v2.0", "token"]:
+            self.handle_token(method, segs[0], body, t0)
+            return
+        env, root, rest = None, False, None
+        if len(segs) >= 4 and tuple(segs[1:4]) == API_PREFIX and segs[0] in sim.envs:
+            env, rest = sim.envs[segs[0]], segs[4:]
+        elif len(segs) >= 3 and tuple(segs[0:3]) == API_PREFIX and sim.envs:
+            env, root, rest = sim.first_env(), True, segs[3:]
+        if env is None:
+            resp = Response(404, {"error": {"code": ERR_SEGMENT, "message":
+                                            "No HTTP resource was found that matches the "
+                                            "request URI 'http://%s%s'." % (self.host(),
+                                                                            self.path)}},
+                            ODATA_JSON)
+            self.finish_request("_unknown", "other", method, resp, None, t0)
+            return
+        self.handle_api(method, env, root, rest, url, t0)
+
+    def finish_request(self, env_name, what, method, resp, fault, t0, status=None):
+        resp.headers.append(("REQ_ID", new_guid()))
+        if resp.ctype == ODATA_JSON:
+            resp.headers.append(("OData-Version", "4.0"))
+        try:
+            n = self.send(resp, fault)
+        except OSError:
+            n = 0
+            self.close_connection = True
+        with self.sim.lock:
+            self.sim.stats.record(env_name, what, method, self.path,
+                                  status if status is not None else resp.status, n,
+                                  fault.kind if fault else None, t0)
+
+    def apply_fault(self, env_name, what, method, t0, token_endpoint=False):
+        """Handle a matching fault. Returns (done, fault): done when the fault
+        answered the request itself; else fault is a delivery fault or None."""
+        sim = self.sim
+        f = sim.take_fault(env_name, what, time.time())
+        if f is None:
+            return False, None
+        k = f.kind
+        if k == "stall":
+            time.sleep(f.seconds)
+            return False, None
+        if k in ("slow", "truncated"):
+            return False, f
+        if k == "reset":
+            with sim.lock:
+                sim.stats.record(env_name, what, method, self.path, 0, 0, "reset", t0)
+            self.hard_close(graceful=f.graceful)
+            return True, f
+        if k == "429":
+            headers = []
+            if f.retry_after_date is not None:
+                headers.append(("Retry-After", email.utils.formatdate(
+                    time.time() + float(f.retry_after_date), usegmt=True)))
+            elif f.retry_after is not None:
+                headers.append(("Retry-After", str(f.retry_after)))
+            if token_endpoint:
+                resp = aad_error(429, "temporarily_unavailable", 50196,
+                                 "The server is temporarily unable to handle the request.")
+                resp.headers.extend(headers)
+            else:
+                resp = odata_error_response(ODataError(429, f.code, THROTTLE[f.code], headers))
+        elif k in ("500", "503"):
+            headers = []
+            if f.retry_after is not None:
+                headers.append(("Retry-After", str(f.retry_after)))
+            if token_endpoint:
+                resp = aad_error(int(k), "temporarily_unavailable", 50001,
+                                 "The server encountered an unexpected error.")
+                resp.headers.extend(headers)
+            else:
+                resp = odata_error_response(ODataError(
+                    int(k), ERR_UNEXPECTED, "An unexpected error occurred." if k == "500"
+                    else "The service is temporarily unavailable.", headers))
+        elif k == "401":
+            token = self.headers.get("Authorization", "").partition(" ")[2].strip()
+            with sim.lock:
+                if token:
+                    sim.revoke(token=token)
+            env = sim.envs.get(env_name)
+            resp = self.unauthorized(env, "invalid") if env else aad_error(
+                401, "invalid_client", 7000215, "Invalid client secret provided.")
+        elif k == "invalid_json":
+            resp = Response(200, b'{"@odata.context":"x","value":[{"id":1,}, oops',
+                            ODATA_JSON)
+        elif k == "huge":
+            n = int(f.mb * 1024 * 1024)
+            head = b'{"@odata.context":"x","value":[],"padding":"'
+            pad = n - len(head) - 2
+            resp = Response(200, head + b"x" * max(0, pad) + b'"}', ODATA_JSON)
+        elif k == "wrong_content_type":
+            resp = Response(200, "<!DOCTYPE html><html><head><title>Sign in to your account"
+                            "</title></head><body><p>dvsim: this is not JSON.</p></body>"
+                            "</html>", "text/html; charset=utf-8")
+        else:
+            raise AssertionError(k)
+        self.finish_request(env_name, what, method, resp, f, t0)
+        return True, f
+
+    # ---- token endpoint --------------------------------------------------
+    def handle_token(self, method, tenant, body, t0):
+        sim = self.sim
+        with sim.lock:
+            in_tenant = [e for e in sim.envs.values() if e.tenant.lower() == tenant.lower()]
+        form = {}
+        ctype = self.headers.get("Content-Type", "")
+        if ctype.split(";")[0].strip().lower() == "application/x-www-form-urlencoded":
+            try:
+                form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+            except UnicodeDecodeError:
+                form = {}
+        auth = self.headers.get("Authorization", "")
+        if auth.lower().startswith("basic "):
+            try:
+                cid, _s, csec = base64.b64decode(auth[6:].strip()).decode().partition(":")
+                form.setdefault("client_id", unquote_plus(cid))
+                form.setdefault("client_secret", unquote_plus(csec))
+            except (ValueError, UnicodeDecodeError):
+                pass
+        env = self.env_for_token(in_tenant, form)
+        env_name = env.name if env else "_unknown"
+        done, _f = self.apply_fault(env_name, "token", method, t0, token_endpoint=True)
+        if done:
+            return
+        resp = self.token_response(method, tenant, in_tenant, form, env)
+        self.finish_request(env_name, "token", method, resp, None, t0)
+
+    def env_for_token(self, in_tenant, form):
+        scope = form.get("scope", "")
+        for e in in_tenant:
+            if self.scope_env(scope, [e]) is e:
+                return e
+        cid = form.get("client_id", "").lower()
+        for e in in_tenant:
+            if e.client_id == cid:
+                return e
+        return None
+
+    def scope_env(self, scope, envs):
+        if not scope.endswith("/.default"):
+            return None
+        resource = scope[:-len("/.default")].rstrip("/")
+        u = urlsplit(resource)
+        if u.scheme not in ("http", "https"):
+            return None
+        port = self.sim.port
+        hosts = {self.host().lower(), "127.0.0.1:%d" % port, "localhost:%d" % port,
+                 "[::1]:%d" % port}
+        if u.netloc.lower() not in hosts:
+            return None
+        path = u.path.rstrip("/")
+        first = self.sim.first_env()
+        for e in envs:
+            if path == "/" + e.name or (path == "" and e is first):
+                return e
+        return None
+
+    def token_response(self, method, tenant, in_tenant, form, env):
+        now = time.time()
+        if method != "POST":
+            return aad_error(400, "invalid_request", 900561,
+                             "The endpoint only accepts POST, OPTIONS requests. Received a "
+                             "%s request." % method)
+        if not in_tenant:
+            return aad_error(400, "invalid_request", 90002,
+                             "Tenant '%s' not found. Check to make sure you have the correct "
+                             "tenant ID and are signing into the correct cloud." % tenant)
+        gt = form.get("grant_type")
+        if not gt:
+            return aad_error(400, "invalid_request", 900144,
+                             "The request body must contain the following parameter: "
+                             "'grant_type'.")
+        if gt != "client_credentials":
+            return aad_error(400, "unsupported_grant_type", 70003,
+                             "The app requested an unsupported grant type '%s'." % gt)
+        cid = form.get("client_id", "")
+        if not cid:
+            return aad_error(400, "invalid_request", 900144,
+                             "The request body must contain the following parameter: "
+                             "'client_id'.")
+        apps = [e for e in in_tenant if e.client_id == cid.lower()]
+        if not apps:
+            return aad_error(400, "unauthorized_client", 700016,
+                             "Application with identifier '%s' was not found in the directory "
+                             "'%s'. This can happen if the application has not been installed "
+                             "by the administrator of the tenant or consented to by any user "
+                             "in the tenant. You may have sent your authentication request to "
+                             "the wrong tenant." % (cid, tenant))
+        secret = form.get("client_secret")
+        if not secret:
+            return aad_error(401, "invalid_client", 7000216,
+                             "'client_assertion', 'client_secret' or 'request' is required "
+                             "for the 'client_credentials' grant type.")
+        apps = [e for e in apps if secrets.compare_digest(e.client_secret.encode(),
+                                                           secret.encode())]
+        if not apps:
+            return aad_error(401, "invalid_client", 7000215,
+                             "Invalid client secret provided. Ensure the secret being sent in "
+                             "the request is the client secret value, not the client secret "
+                             "ID, for a secret added to app '%s'." % cid)
+        scope = form.get("scope")
+        if not scope:
+            return aad_error(400, "invalid_request", 900144,
+                             "The request body must contain the following parameter: "
+                             "'scope'.")
+        if not scope.endswith("/.default"):
+            return aad_error(400, "invalid_scope", 1002012,
+                             "The provided value for scope %s is not valid. Client credential "
+                             "flows must have a scope value with /.default suffixed to the "
+                             "resource identifier (application ID URI)." % scope)
+        target = self.scope_env(scope, apps)
+        if target is None:
+            return aad_error(400, "invalid_resource", 500011,
+                             "The resource principal named %s was not found in the tenant "
+                             "named %s. This can happen if the application has not been "
+                             "installed by the administrator of the tenant or consented to by "
+                             "any user in the tenant. You might have sent your authentication "
+                             "request to the wrong tenant." % (scope[:-len("/.default")],
+                                                               tenant))
+        with self.sim.lock:
+            token, lifetime = self.sim.issue_token(target, now)
+        return Response(200, {"token_type": "Bearer", "expires_in": lifetime,
+                              "ext_expires_in": lifetime, "access_token": token},
+                        "application/json; charset=utf-8",
+                        [("Cache-Control", "no-store, no-cache"), ("Pragma", "no-cache")])
+
+    # ---- Web API ---------------------------------------------------------
+    def unauthorized(self, env, reason):
+        base = "http://%s" % self.host()
+        www = 'Bearer authorization_uri=%s/%s/oauth2/authorize, resource_id=%s/%s/' % (
+            base, env.tenant, base, env.name)
+        if reason in ("invalid", "expired", "audience"):
+            www = 'Bearer error="invalid_token", error_description="Error during token ' \
+                  'validation!", ' + www[len("Bearer "):]
+        msg = {"missing": "Authorization header with a bearer token is required.",
+               "invalid": "The bearer token is not valid (revoked or unknown).",
+               "expired": "The bearer token has expired.",
+               "audience": "The bearer token was issued for another organization."}[reason]
+        return odata_error_response(ODataError(401, ERR_AUTH, msg,
+                                               [("WWW-Authenticate", www)]))
+
+    def handle_api(self, method, env, root, rest, url, t0):
+        sim = self.sim
+        what = rest[0] if rest else ""
+        m = re.match(r"^([A-Za-z_][A-Za-z0-9_]*)(?:\((.*)\))?$", what)
+        set_name = m.group(1) if m else what
+        stat_key = set_name if set_name in TABLES_BY_SET or set_name == "WhoAmI" else "other"
+        done, fault = self.apply_fault(env.name, stat_key, method, t0)
+        if done:
+            return
+        try:
+            with sim.lock:
+                reason = sim.check_token(env, self.headers.get("Authorization"), time.time())
+            if reason:
+                resp = self.unauthorized(env, reason)
+            elif method != "GET":
+                raise ODataError(405, ERR_QUERY, "dvsim simulates read-only access: %s is not "
+                                 "allowed (s3mond never writes to Dataverse)." % method)
+            else:
+                resp = self.api_get(env, root, rest, set_name, m, url)
+        except ODataError as e:
+            resp = odata_error_response(e)
+        self.finish_request(env.name, stat_key, method, resp, fault, t0)
+
+    def api_get(self, env, root, rest, set_name, m, url):
+        sim = self.sim
+        prefs = parse_prefer(self.headers.get_all("Prefer") or [])
+        host = self.host()
+        if not rest or rest == [""]:
+            body = {"@odata.context": "%s/api/data/v9.2/$metadata" % entity_base(host, env, root),
+                    "value": [{"name": t.set_name, "kind": "EntitySet", "url": t.set_name}
+                              for t in TABLES]}
+            return Response(200, body, ODATA_JSON)
+        if set_name == "WhoAmI" and len(rest) == 1 and m.group(2) in (None, ""):
+            body = {"@odata.context": "%s/api/data/v9.2/$metadata#Microsoft.Dynamics.CRM."
+                                      "WhoAmIResponse" % entity_base(host, env, root),
+                    "BusinessUnitId": env.bu_id, "UserId": env.user_id,
+                    "OrganizationId": env.org_id}
+            return Response(200, body, ODATA_JSON)
+        schema = TABLES_BY_SET.get(set_name)
+        if schema is None or not m or len(rest) > 1:
+            raise ODataError(404, ERR_SEGMENT, "Resource not found for the segment '%s'."
+                             % (set_name if schema is None else rest[-1]))
+        if set_name in env.deny_read:
+            raise ODataError(403, ERR_PRIVILEGE,
+                             "Principal user (Id=%s, type=8, roleCount=1, privilegeCount=0, "
+                             "accessMode=4), is missing prvRead%s privilege on entity '%s'. "
+                             "Consider adding the privilege to one of the principal's roles."
+                             % (env.user_id, schema.type_name.split(".")[-1].title(),
+                                schema.logical))
+        path = url.path
+        if m.group(2) is not None:
+            key = m.group(2)
+            if not GUID_RE.match(key):
+                raise query_error("Bad Request - Error in query syntax: the key '%s' is not a "
+                                  "GUID." % key)
+            body, headers = run_single(sim, env, schema, key.lower(), url.query, prefs, host,
+                                       root)
+        else:
+            body, headers = run_collection(sim, env, schema, url.query, prefs, host, root, path)
+        return Response(200, body, ODATA_JSON, headers)
+
+    # ---- admin API -------------------------------------------------------
+    def handle_admin(self, method, segs, query, body):
+        try:
+            resp = self.admin(method, segs, body)
+        except ScenarioError as e:
+            resp = Response(400, {"error": str(e)})
+        except ValueError as e:
+            resp = Response(400, {"error": str(e)})
+        resp.headers.append(("Cache-Control", "no-cache"))
+        try:
+            self.send(resp)
+        except OSError:
+            self.close_connection = True
+        if segs == ["shutdown"] and method == "POST":
+            threading.Thread(target=self.sim.server.shutdown, daemon=True).start()
+
+    def admin(self, method, segs, body):
+        sim = self.sim
+        data = None
+        if body:
+            try:
+                data = json.loads(body.decode("utf-8"))
+            except (ValueError, UnicodeDecodeError) as e:
+                return Response(400, {"error": "the body is not JSON: %s" % e})
+        now = time.time()
+        if segs == ["health"] and method == "GET":
+            with sim.lock:
+                return Response(200, {"ok": True, "port": sim.port,
+                                      "environments": list(sim.envs)})
+        if segs == ["stats"] and method == "GET":
+            with sim.lock:
+                return Response(200, sim.stats.snapshot())
+        if segs == ["stats", "reset"] and method == "POST":
+            with sim.lock:
+                sim.stats.reset()
+            return Response(200, {"ok": True})
+        if segs == ["expected"] and method == "GET":
+            return Response(200, sim.expected)
+        if segs == ["shutdown"] and method == "POST":
+            return Response(200, {"ok": True})
+        if segs == ["tokens", "revoke"] and method == "POST":
+            env = (data or {}).get("env") if isinstance(data, dict) else None
+            with sim.lock:
+                n = sim.revoke(env_name=env)
+            return Response(200, {"revoked": n})
+        if segs and segs[0] == "faults":
+            return self.admin_faults(method, segs[1:], data, now)
+        if not segs or segs[0] not in sim.envs:
+            return Response(404, {"error": "no such admin resource or environment: /%s"
+                                  % "/".join(segs)})
+        env = sim.envs[segs[0]]
+        if len(segs) == 1:
+            if method == "PATCH" and isinstance(data, dict):
+                return self.admin_env(env, data)
+            if method == "GET":
+                with sim.lock:
+                    return Response(200, {"name": env.name, "tenant": env.tenant,
+                                          "client_id": env.client_id,
+                                          "token_lifetime": env.token_lifetime or
+                                          sim.token_lifetime,
+                                          "deny_read": sorted(env.deny_read),
+                                          "counts": {s: len(t.rows)
+                                                     for s, t in env.tables.items()}})
+            return Response(405, {"error": "use GET or PATCH on /_admin/<env>"})
+        set_name = segs[1]
+        if set_name not in TABLES_BY_SET:
+            return Response(404, {"error": "unknown entity set %r" % set_name})
+        td = env.tables[set_name]
+        if len(segs) == 2:
+            if method == "POST":
+                rows = data if isinstance(data, list) else [data]
+                ids, ins, upd = [], 0, 0
+                with sim.lock:
+                    for i, r in enumerate(rows):
+                        row, was = env.upsert(set_name, r, now, "%s[%d]" % (set_name, i))
+                        ids.append(row[td.schema.pk])
+                        upd += was
+                        ins += not was
+                return Response(200, {"inserted": ins, "updated": upd, "ids": ids})
+            if method == "GET":
+                with sim.lock:
+                    return Response(200, {"value": [project(env, td.schema, r, None, [], None)
+                                                    for r in td.rows.values()]})
+            if method == "DELETE":
+                with sim.lock:
+                    n = len(td.rows)
+                    td.rows.clear()
+                    td.changed()
+                return Response(200, {"deleted": n})
+        if len(segs) == 3:
+            key = segs[2].lower()
+            with sim.lock:
+                row = td.rows.get(key)
+                if row is None:
+                    return Response(404, {"error": "no %s row %s" % (set_name, key)})
+                if method == "PATCH":
+                    if not isinstance(data, dict):
+                        return Response(400, {"error": "PATCH needs a JSON object"})
+                    data = dict(data)
+                    data[td.schema.pk] = key
+                    row, _was = env.upsert(set_name, data, now, set_name)
+                    return Response(200, project(env, td.schema, row, None, [], None))
+                if method == "DELETE":
+                    del td.rows[key]
+                    td.changed()
+                    return Response(200, {"deleted": 1})
+                if method == "GET":
+                    return Response(200, project(env, td.schema, row, None, [], None))
+        return Response(405, {"error": "method not allowed here"})
+
+    def admin_env(self, env, data):
+        with self.sim.lock:
+            for k, v in data.items():
+                if k == "client_secret" and isinstance(v, str) and v:
+                    env.client_secret = v
+                elif k == "client_id" and isinstance(v, str) and v:
+                    env.client_id = v.lower()
+                elif k == "token_lifetime" and (v is None or (isinstance(v, int) and v > 0)):
+                    env.token_lifetime = v
+                elif k == "deny_read" and isinstance(v, list) and all(
+                        s in TABLES_BY_SET for s in v):
+                    env.deny_read = set(v)
+                else:
+                    return Response(400, {"error": "cannot set %r to %r" % (k, v)})
+        return Response(200, {"ok": True})
+
+    def admin_faults(self, method, rest, data, now):
+        sim = self.sim
+        if not rest and method == "POST":
+            specs = data if isinstance(data, list) else [data]
+            faults = [Fault(s, now) for s in specs]
+            with sim.lock:
+                sim.faults.extend(faults)
+            return Response(200, {"ids": [f.id for f in faults]})
+        if not rest and method == "GET":
+            with sim.lock:
+                return Response(200, {"faults": [f.describe() for f in sim.faults
+                                                 if not f.expired(now)]})
+        if (not rest and method == "DELETE") or (rest == ["clear"] and method == "POST"):
+            with sim.lock:
+                n = len(sim.faults)
+                sim.faults = []
+            return Response(200, {"cleared": n})
+        if len(rest) == 1 and method == "DELETE" and rest[0].isdigit():
+            with sim.lock:
+                before = len(sim.faults)
+                sim.faults = [f for f in sim.faults if f.id != int(rest[0])]
+                return Response(200, {"cleared": before - len(sim.faults)})
+        return Response(405, {"error": "method not allowed here"})
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 1024
+
+
+def make_server(sim, host="127.0.0.1", port=0):
+    handler = type("BoundHandler", (Handler,), {"sim": sim})
+    server = Server((host, port), handler)
+    sim.server = server
+    sim.port = server.server_address[1]
+    return server
+
+
+def start_in_thread(sim, host="127.0.0.1", port=0):
+    """For tests: serve in a daemon thread; returns the server (call .shutdown())."""
+    server = make_server(sim, host, port)
+    t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                         daemon=True)
+    t.start()
+    return server
+
+
+DEFAULT_ENV = {"name": "org", "tenant": "00000000-0000-0000-0000-000000000001",
+               "client_id": "11111111-1111-1111-1111-111111111111",
+               "client_secret": "dvsim-secret", "tables": {}}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(
+        prog="dvsim.py", description=__doc__.split("\n")[0],
+        epilog=__doc__.split("\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scenario", action="append", default=[], metavar="FILE",
+                    help="load a scenario file (repeatable); without one, an empty "
+                         "environment 'org' (tenant %s, client %s, secret %s)"
+                         % (DEFAULT_ENV["tenant"], DEFAULT_ENV["client_id"],
+                            DEFAULT_ENV["client_secret"]))
+    ap.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    ap.add_argument("--port", type=int, default=0, help="port; 0 picks a free one (0)")
+    ap.add_argument("--port-file", metavar="F",
+                    help="write the port to F once listening (tests wait for it)")
+    ap.add_argument("--token-lifetime", type=int, default=DEFAULT_TOKEN_LIFETIME, metavar="S",
+                    help="expires_in of issued tokens, seconds (%d); a scenario "
+                         "environment's token_lifetime wins" % DEFAULT_TOKEN_LIFETIME)
+    ap.add_argument("--quiet", action="store_true", help="no request log on stderr")
+    ap.add_argument("--log", metavar="FILE", help="append the request log to FILE")
+    ap.add_argument("--check", action="store_true",
+                    help="load and validate the scenarios, then exit")
+    args = ap.parse_args(argv)
+
+    log = None
+    if args.log:
+        log = open(args.log, "a", encoding="utf-8")
+    elif not args.quiet:
+        log = sys.stderr
+    sim = Simulator(args.token_lifetime, log)
+    try:
+        if args.scenario:
+            for path in args.scenario:
+                sim.load_file(path)
+        else:
+            sim.load({"environments": [DEFAULT_ENV]}, "default")
+    except ScenarioError as e:
+        print("dvsim: %s" % e, file=sys.stderr)
+        return 2
+    if args.check:
+        for env in sim.envs.values():
+            print("%s: %s" % (env.name, ", ".join("%s=%d" % (s, len(t.rows))
+                                                  for s, t in env.tables.items())))
+        return 0
+    try:
+        server = make_server(sim, args.host, args.port)
+    except OSError as e:
+        print("dvsim: cannot listen on %s:%d: %s" % (args.host, args.port, e), file=sys.stderr)
+        return 1
+    if args.port_file:
+        tmp = args.port_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write("%d\n" % sim.port)
+        os.replace(tmp, args.port_file)
+    if not args.quiet:
+        print("dvsim: listening on http://%s:%d" % (args.host, sim.port), file=sys.stderr)
+        for env in sim.envs.values():
+            print("dvsim:   %-12s url http://%s:%d/%s  tenant %s  client_id %s"
+                  % (env.name, args.host, sim.port, env.name, env.tenant, env.client_id),
+                  file=sys.stderr)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
