@@ -161,7 +161,17 @@ class Sim:
         self.admin("POST", "faults", f)
 
     def stats(self):
-        return self.admin("GET", "stats")["environments"]
+        """The statistics once they stop moving: the simulator records a
+        request just after answering it, so right after the client has its
+        last answer the last record may still be on its way."""
+        last = None
+        for _ in range(50):
+            now = self.admin("GET", "stats")["environments"]
+            if now == last:
+                break
+            last = now
+            time.sleep(0.02)
+        return last
 
     def log(self, env, what):
         """The simulator's log of one env's entity set (or "token"), by request time."""
