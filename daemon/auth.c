@@ -1,6 +1,5 @@
-/* auth.c: client-credentials tokens for one environment: request, cache,
- * renewal, backoff after failures. Knows the OAuth token endpoint, not
- * Dataverse queries; never puts the secret or a token into words. */
+/* auth.c: owns one environment's client-credentials token: request, cache,
+ * renewal, backoff. Must not know Dataverse queries, nor put a secret in words. */
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>

@@ -1,6 +1,5 @@
-/* dataverse.c: one environment's Web API client: named queries, paging,
- * tokens, throttling, retries, the per-environment request cap. Knows the
- * tables and columns it reads; knows nothing of alerts, culprits or state. */
+/* dataverse.c: owns an environment's named queries, paging, retries, throttling
+ * and request cap. Must not know alerts, culprits or state. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>

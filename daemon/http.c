@@ -1,6 +1,5 @@
-/* http.c: libcurl's multi interface driven by libev (after curl's
- * docs/examples/evhiperfifo.c), a FIFO of requests over the in-flight cap,
- * response capture. Must not know what the URLs mean or what bodies hold. */
+/* http.c: owns libcurl's multi handle on the libev loop (after evhiperfifo.c)
+ * and the in-flight queue. Must not know what URLs mean or what bodies hold. */
 #include <errno.h>
 #include <stdbool.h>
 #include <string.h>

@@ -48,7 +48,9 @@ struct http_response {
 typedef void (*http_done_fn)(const struct http_response *resp, void *userdata);
 
 int http_new(struct ev_loop *loop, struct http **ret);
-/* Cancels every transfer still queued or running; their callbacks are not called. */
+/* Cancels every transfer still queued or running; their callbacks are not
+ * called. Not from inside an http_done_fn of h (free the users of h first,
+ * then h, from the loop or after it). */
 void http_free(struct http *h);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct http *, http_free);
 

@@ -1,6 +1,5 @@
-/* odata.c: builds Dataverse Web API URLs: literals quoted, GUIDs checked,
- * query values percent-encoded. Knows OData syntax, not which tables or
- * columns s3mond reads (dataverse.c) nor how requests are sent (http.c). */
+/* odata.c: owns Web API URL building: quoting, GUID checks, percent-encoding.
+ * Must not know which tables s3mond reads (dataverse.c) or how URLs are sent. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>

@@ -5,6 +5,7 @@
  *
  * Plan:
  *   {"options": {dv_options fields by name},
+ *    "http": {"max_transfers": N, "max_host_connections": N},
  *    "deadline": 20,                      seconds before giving up (exit 2)
  *    "environments": [{"name", "url", "token_url", "client_id",
  *                      "client_secret", "ca_file", "options": {...}}],
@@ -322,7 +323,9 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "dvclient: http_new: %s\n", strerror(-r));
                 return 1;
         }
-        if (load_plan(&d, plan) < 0)
+        r = http_set_limits(d.http, (unsigned) json_integer_value(json_object_get(json_object_get(plan, "http"), "max_transfers")),
+                            (long) json_integer_value(json_object_get(json_object_get(plan, "http"), "max_host_connections")));
+        if (r < 0 || load_plan(&d, plan) < 0)
                 return 64;
         d.t0 = now();
         ev_timer_init(&d.deadline, deadline_cb,

@@ -511,6 +511,20 @@ class ClientTest(unittest.TestCase):
         for k in range(4):
             self.assertGreaterEqual(starts[k + 2] - starts[k], 1.0, starts)
 
+    def test_transfers_in_flight_capped_process_wide(self):
+        # the same with http's own FIFO: one transfer at a time for everything
+        self.sim.fault(target="a", kind="stall", seconds=0.5, duration=30)
+        plan = self.plan([{"env": "a", "kind": "mailboxes", "since": 0, "repeat": 3, "every": 0}],
+                         max_in_flight=4, timeout_ms=10000)
+        plan["http"] = {"max_transfers": 1}
+        res, _, _ = run_client(plan)
+        self.assertTrue(all(r["error"] == 0 for r in res[0]))
+        starts = sorted([e["t"] for e in self.sim.log("a", "mailboxes")] +
+                        [e["t"] for e in self.sim.log("a", "token")])
+        self.assertEqual(len(starts), 4)
+        for k in range(3):
+            self.assertGreaterEqual(starts[k + 1] - starts[k], 0.5, starts)
+
     # ---- the loop is never blocked -----------------------------------------------------------
 
     def test_stalled_environment_does_not_delay_another(self):

@@ -297,6 +297,43 @@ static void test_free_cancels(void **state) {
         ev_loop_destroy(loop);
 }
 
+struct freeing {
+        struct dv_client *client;
+        int calls;
+};
+
+static void free_in_callback(struct dv_client *c, struct dv_result *r, void *userdata) {
+        struct freeing *f = userdata;
+
+        f->calls++;
+        assert_ptr_equal(c, f->client);
+        assert_int_equal(r->error, 0);
+        dv_client_free(c);
+        f->client = NULL;
+}
+
+static void test_free_inside_callback(void **state) {
+        struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+        struct http *h = NULL;
+        struct freeing f = {};
+        struct outcome later = {};
+
+        (void) state;
+        assert_int_equal(http_new(loop, &h), 0);
+        assert_int_equal(dv_client_new(loop, h, &closed_env, NULL, &f.client), 0);
+        /* two answers ready at once; the first callback frees the client */
+        assert_int_equal(dv_query_plugin_traces(f.client, NULL, 0, SINCE, SINCE, free_in_callback, &f), 0);
+        assert_int_equal(dv_query_plugin_traces(f.client, NULL, 0, SINCE, SINCE, on_done, &later), 0);
+        assert_int_equal(dv_query_tracelogs_since(f.client, SINCE, on_done, &later), 0);
+        ev_run(loop, 0);
+        assert_int_equal(f.calls, 1);
+        assert_null(f.client);
+        assert_int_equal(later.calls, 0);
+        assert_int_equal(http_pending(h), 0);
+        http_free(h);
+        ev_loop_destroy(loop);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_golden_urls),
@@ -307,6 +344,7 @@ int main(void) {
                 cmocka_unit_test(test_same_origin),
                 cmocka_unit_test(test_refused_until_budget),
                 cmocka_unit_test(test_free_cancels),
+                cmocka_unit_test(test_free_inside_callback),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
