@@ -1074,11 +1074,3 @@ int output_kind_from_string(const char *s) {
                         return (int) i;
         return -EINVAL;
 }
-
-enum output_kind output_kind_resolve(enum output_kind k) {
-        const char *stream = getenv("JOURNAL_STREAM"), *invocation = getenv("INVOCATION_ID");
-
-        if (k != OUTPUT_AUTO)
-                return k;
-        return (stream && *stream) || (invocation && *invocation) ? OUTPUT_JOURNAL : OUTPUT_STDERR;
-}

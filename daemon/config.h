@@ -76,8 +76,4 @@ int output_kind_from_string(const char *s);     /* "auto", "journal", ...; -EINV
 /* [A-Za-z0-9._-]{1,64}, not "." or "..": environment names name files. */
 bool config_environment_name_is_valid(const char *name);
 
-/* OUTPUT_AUTO becomes journal when $JOURNAL_STREAM or $INVOCATION_ID shows a
- * systemd service, stderr otherwise; other kinds are returned as they are. */
-enum output_kind output_kind_resolve(enum output_kind k);
-
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct s3_config *, config_free);

@@ -622,17 +622,6 @@ static void test_output_kinds(void **state) {
         assert_int_equal(output_kind_from_string("Journal"), -EINVAL);
         assert_int_equal(output_kind_from_string(""), -EINVAL);
 
-        unsetenv("JOURNAL_STREAM");
-        unsetenv("INVOCATION_ID");
-        assert_int_equal(output_kind_resolve(OUTPUT_AUTO), OUTPUT_STDERR);
-        assert_int_equal(output_kind_resolve(OUTPUT_SYSLOG), OUTPUT_SYSLOG);
-        setenv("INVOCATION_ID", "0123456789abcdef0123456789abcdef", 1);
-        assert_int_equal(output_kind_resolve(OUTPUT_AUTO), OUTPUT_JOURNAL);
-        assert_int_equal(output_kind_resolve(OUTPUT_JSON), OUTPUT_JSON);
-        unsetenv("INVOCATION_ID");
-        setenv("JOURNAL_STREAM", "8:12345", 1);
-        assert_int_equal(output_kind_resolve(OUTPUT_AUTO), OUTPUT_JOURNAL);
-        unsetenv("JOURNAL_STREAM");
 }
 
 int main(void) {
