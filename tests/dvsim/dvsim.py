@@ -134,6 +134,7 @@ FAULT_KINDS = ("429", "500", "503", "401", "reset", "stall", "slow", "invalid_js
                "truncated", "huge", "wrong_content_type")
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                      r"[0-9a-fA-F]{12}$")
+_GUID_LOWER = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 RESERVED_ENV_NAMES = {"api", "_admin"}
 
@@ -195,10 +196,24 @@ class Table:
                 col = Col(name, kind)
             self.cols[col.name] = col
         self.cols[pk] = Col(pk, "guid")
+        self.lookup_cols = [(c, col) for c, col in self.cols.items() if col.kind == "lookup"]
+        self._checks = None
         # single-valued navigation property -> (lookup column, target entity set)
         self.navs = navs or {}
         self.defaults = defaults or {}
         self.labels = labels or {}
+
+    def lookup_checks(self):
+        """(column, first target, entity set to check or None, multi-target)."""
+        if self._checks is None:
+            out = []
+            for c, col in self.lookup_cols:
+                sets = {t: TABLES_BY_LOGICAL[t].set_name for t in col.targets
+                        if t in TABLES_BY_LOGICAL}
+                if sets:
+                    out.append((c, col.targets[0], sets, len(col.targets) > 1))
+            self._checks = out
+        return self._checks
 
     def nav_for_col(self, colname):
         for nav, (col, _target) in self.navs.items():
@@ -426,10 +441,16 @@ def parse_iso(text):
     return t
 
 
+_REL_FAST = re.compile(r"^now-(\d+)s$")
+
+
 def parse_time(value, now):
     """A scenario datetime: ISO 8601 or "now[+-]N[smhd]..." -> epoch int."""
     if not isinstance(value, str):
         raise ValueError("a datetime must be a string")
+    m = _REL_FAST.match(value)
+    if m:
+        return int(now) - int(m.group(1))
     m = _REL_RE.match(value.strip())
     if m:
         t = now
@@ -504,7 +525,7 @@ class TableData:
         idx = self._indexes.get(key)
         if idx is None:
             pairs = sorted((r[colname], pk) for pk, r in self.rows.items()
-                           if r[colname] is not None)
+                           if r.get(colname) is not None)
             idx = ([p[0] for p in pairs], [self.rows[p[1]] for p in pairs])
             self._indexes[key] = idx
         return idx
@@ -515,7 +536,7 @@ class TableData:
         if idx is None:
             idx = {}
             for r in self.rows.values():
-                v = r[colname]
+                v = r.get(colname)
                 if v is not None:
                     idx.setdefault(v, []).append(r)
             self._indexes[key] = idx
@@ -545,68 +566,86 @@ class Env:
         """Validate data (a JSON object) into a stored row; merge into existing."""
         if not isinstance(data, dict):
             raise ScenarioError("%s: a row must be a JSON object" % where)
-        row = dict(existing) if existing else {c: None for c in schema.cols}
+        # rows are sparse: only non-null columns are stored (read them with .get)
+        row = dict(existing) if existing else {}
         lk = dict(existing["@lk"]) if existing else {}
+        cols = schema.cols
         for key, value in data.items():
-            if key.endswith(LK_SUFFIX):
-                base = key[:-len(LK_SUFFIX)]
-                col = schema.cols.get(base)
-                if col is None or col.kind != "lookup":
-                    raise ScenarioError("%s: %s: %s is not a lookup column of %s"
-                                        % (where, key, base, schema.logical))
-                if value not in col.targets:
-                    raise ScenarioError("%s: %s must be one of %s" % (where, key, col.targets))
-                lk[base] = value
-                continue
-            col = schema.cols.get(key)
+            col = cols.get(key)
             if col is None:
+                if key.endswith(LK_SUFFIX):
+                    base = key[:-len(LK_SUFFIX)]
+                    col = cols.get(base)
+                    if col is None or col.kind != "lookup":
+                        raise ScenarioError("%s: %s: %s is not a lookup column of %s"
+                                            % (where, key, base, schema.logical))
+                    if value not in col.targets:
+                        raise ScenarioError("%s: %s must be one of %s"
+                                            % (where, key, col.targets))
+                    lk[base] = value
+                    continue
                 hint = ""
                 if key in schema.lookup_by_logical:
                     hint = " (a lookup: write _%s_value)" % key
                 raise ScenarioError("%s: unknown column %r for %s%s"
                                     % (where, key, schema.set_name, hint))
-            row[key] = coerce(col, value, now, where)
+            k = col.kind
+            if value is None:
+                row.pop(key, None)
+            elif k == "str" and type(value) is str:
+                row[key] = value
+            elif k == "dt" and type(value) is str and value.startswith("now-") \
+                    and value.endswith("s") and value[4:-1].isdigit():
+                row[key] = int(now) - int(value[4:-1])
+            elif k in ("guid", "lookup") and type(value) is str and len(value) == 36 \
+                    and _GUID_LOWER.match(value):
+                row[key] = value
+            elif k == "int" and type(value) is int and -2147483648 <= value <= 2147483647:
+                row[key] = value
+            else:
+                row[key] = coerce(col, value, now, where)
         if not existing:
             for key, value in schema.defaults.items():
                 if key not in data:
                     row[key] = value
-            if row[schema.pk] is None:
+            if row.get(schema.pk) is None:
                 row[schema.pk] = new_guid()
             for c in ("createdon", "modifiedon"):
                 if c in schema.cols and c not in data:
                     row[c] = int(now)
-            if "modifiedon" in schema.cols and "createdon" in data and "modifiedon" not in data:
+            if "modifiedon" in schema.cols and row.get("createdon") is not None and \
+                    "modifiedon" not in data:
                 row["modifiedon"] = max(row["modifiedon"], row["createdon"])
         status_map = STATUS_FOR_STATE.get(schema.set_name)
         if status_map and "statecode" in data and "statuscode" not in data:
-            row["statuscode"] = status_map.get(row["statecode"], row["statuscode"])
-        for c in ("organizationid",):
-            if ("_%s_value" % c) in row and row["_%s_value" % c] is None:
-                row["_%s_value" % c] = self.org_id
-        if "organizationid" in schema.cols and row["organizationid"] is None:
+            if row.get("statecode") in status_map:
+                row["statuscode"] = status_map[row["statecode"]]
+        if "_organizationid_value" in schema.cols and row.get("_organizationid_value") is None:
+            row["_organizationid_value"] = self.org_id
+        if "organizationid" in schema.cols and row.get("organizationid") is None:
             row["organizationid"] = self.org_id
-        for c, col in schema.cols.items():
-            if col.kind == "lookup" and row[c] is not None and c not in lk:
+        for c, col in (schema.lookup_cols if (existing or any(
+                k[0] == "_" for k in data)) else ()):
+            if row.get(c) is None:
+                if c in lk:
+                    del lk[c]
+            elif c not in lk:
                 lk[c] = col.targets[0]
-            if col.kind == "lookup" and row[c] is None:
-                lk.pop(c, None)
         row["@lk"] = lk
         return row
 
     def check_lookups(self, schema, row, where):
         """Single-table lookups into simulated tables must point at a row."""
-        for c, col in schema.cols.items():
-            if col.kind != "lookup" or row[c] is None:
+        for c, first, sets, multi in schema.lookup_checks():
+            v = row.get(c)
+            if v is None:
                 continue
-            target = row["@lk"].get(c, col.targets[0])
-            tschema = TABLES_BY_LOGICAL.get(target)
-            if tschema is None:
+            target = row["@lk"].get(c, first)
+            if multi and target != "mailbox":
                 continue
-            if len(col.targets) > 1 and target != "mailbox":
-                continue
-            if row[c] not in self.tables[tschema.set_name].rows:
-                raise ScenarioError("%s: %s = %s: no such %s row"
-                                    % (where, c, row[c], tschema.set_name))
+            set_name = sets.get(target)
+            if set_name is not None and v not in self.tables[set_name].rows:
+                raise ScenarioError("%s: %s = %s: no such %s row" % (where, c, v, set_name))
 
     def upsert(self, set_name, data, now, where, check=True):
         td = self.tables[set_name]
@@ -968,19 +1007,21 @@ class FilterCompiler:
 
     def getter(self, hops, colname):
         if not hops:
-            return operator.itemgetter(colname)
+            def get1(row):
+                return row.get(colname)
+            return get1
         env = self.env
         steps = [(col, env.tables[s.set_name].rows) for col, s in hops]
 
         def get(row):
             for col, rows in steps:
-                key = row[col]
+                key = row.get(col)
                 if key is None:
                     return None
                 row = rows.get(key)
                 if row is None:
                     return None
-            return row[colname]
+            return row.get(colname)
         return get
 
     def compile(self):
@@ -1133,7 +1174,10 @@ class FilterCompiler:
             col = self.schema.cols.get(prop)
             if col is None:
                 raise self.not_found(prop, self.schema)
-            get = operator.itemgetter(col.name)
+            cname = col.name
+
+            def get(row):
+                return row.get(cname)
             is_str = col.kind == "str"
         else:
             raise query_error("An unknown function with name '%s' was found. This may also "
@@ -1197,10 +1241,11 @@ def conjuncts(node):
 
 
 def candidate_rows(td, node):
-    """Use an index to narrow the rows a filter can match (never widens)."""
+    """Use an index to narrow the rows a filter can match (never widens).
+    Returns (rows or None, column the rows are sorted by (then by key) or None)."""
     if node is None:
-        return None
-    best = None
+        return None, None
+    best, best_col = None, None
     for c in conjuncts(node):
         if c[0] != "cmp":
             continue
@@ -1214,7 +1259,7 @@ def candidate_rows(td, node):
         if col is None or r[1] == "null":
             continue
         if op == "eq" and col.kind in ("guid", "lookup") and r[1] == "Edm.Guid":
-            return td.hash_index(col.name).get(r[2], [])
+            return td.hash_index(col.name).get(r[2], []), None
         if col.kind == "dt" and r[1] == "Edm.DateTimeOffset" and op in ("gt", "ge", "lt", "le",
                                                                         "eq"):
             keys, rows = td.sorted_index(col.name)
@@ -1230,8 +1275,8 @@ def candidate_rows(td, node):
             else:
                 sel = rows[bisect.bisect_left(keys, v):bisect.bisect_right(keys, v)]
             if best is None or len(sel) < len(best):
-                best = sel
-    return best
+                best, best_col = sel, col.name
+    return best, best_col
 
 
 # --------------------------------------------------------------------------
@@ -1401,28 +1446,49 @@ class Desc:
         return other.v >= self.v
 
 
+def _sort_part(desc, is_str):
+    if is_str:
+        def f(v):
+            return (0, "") if v is None else (1, v.casefold())
+    else:
+        def f(v):
+            return (0, 0) if v is None else (1, v)
+    if desc:
+        return lambda v: Desc(f(v))
+    return f
+
+
 def make_sort_key(schema, orderby):
     """Total order: the $orderby keys (nulls first ascending, like SQL Server),
-    then the primary key."""
-    parts = []
-    for name, desc in orderby:
-        is_str = schema.cols[name].kind == "str"
-        parts.append((name, desc, is_str))
+    then the primary key. Returns key(row), key_from_values(raw), raw(row)."""
+    names = [name for name, _d in orderby]
+    fs = [_sort_part(desc, schema.cols[name].kind == "str") for name, desc in orderby]
     pk = schema.pk
+    if not fs:
+        def key(row):
+            return (row[pk],)
 
-    def key_from_values(values):
-        out = []
-        for (name, desc, is_str), v in zip(parts, values):
-            k = (0, 0) if v is None else (1, v.casefold() if is_str else v)
-            out.append(Desc(k) if desc else k)
-        out.append(values[-1])
-        return tuple(out)
+        def key_from_values(values):
+            return (values[-1],)
+    elif len(fs) == 1:
+        f0, n0 = fs[0], names[0]
 
-    def key(row):
-        return key_from_values([row[p[0]] for p in parts] + [row[pk]])
+        def key(row):
+            return (f0(row.get(n0)), row[pk])
+
+        def key_from_values(values):
+            return (f0(values[0]), values[1])
+    else:
+        pairs = list(zip(fs, names))
+
+        def key(row):
+            return tuple([f(row.get(n)) for f, n in pairs] + [row[pk]])
+
+        def key_from_values(values):
+            return tuple([f(v) for f, v in zip(fs, values)] + [values[-1]])
 
     def raw(row):
-        return [row[p[0]] for p in parts] + [row[pk]]
+        return [row.get(n) for n in names] + [row[pk]]
     return key, key_from_values, raw
 
 
@@ -1736,7 +1802,7 @@ def project(env, schema, row, select, expands, patterns, with_etag=True):
     cols = select if select is not None else [c for c in schema.cols]
     for c in cols:
         col = schema.cols[c]
-        v = row[c]
+        v = row.get(c)
         if col.kind == "lookup" and v is not None:
             annotate(out, col, (v, row["@lk"].get(c, col.targets[0])), env, schema, patterns)
         elif v is not None and patterns:
@@ -1745,7 +1811,7 @@ def project(env, schema, row, select, expands, patterns, with_etag=True):
     if schema.pk not in out:
         out[schema.pk] = row[schema.pk]
     for nav, target, sel in expands:
-        fk = row[schema.navs[nav][0]]
+        fk = row.get(schema.navs[nav][0])
         trow = env.tables[target.set_name].rows.get(fk) if fk else None
         out[nav] = None if trow is None else project(env, target, trow, sel, [], patterns,
                                                      with_etag=False)
@@ -1829,22 +1895,24 @@ def run_collection(sim, env, schema, raw_query, prefs, host, root, path):
     key, key_from_values, raw_key = make_sort_key(schema, orderby)
     qh = query_hash(schema.set_name, opts)
     with sim.lock:
-        cands = candidate_rows(td, node)
+        cands, sorted_by = candidate_rows(td, node)
         rows = td.rows.values() if cands is None else cands
         if pred is not None:
             rows = [r for r in rows if pred(r) is True]
         else:
             rows = list(rows)
         total = len(rows)
-        rows.sort(key=key)
+        # rows from a sorted index on the only, ascending $orderby column are
+        # already in key order (index entries are (value, primary key) pairs)
+        if not (sorted_by and len(orderby) == 1 and orderby[0] == (sorted_by, False)
+                and schema.cols[sorted_by].kind != "str"):
+            rows.sort(key=key)
         page_no = 1
         if "$skiptoken" in opts:
             if top is not None:
                 raise query_error("$skiptoken cannot be combined with $top.")
             page_no, raw = decode_skiptoken(opts["$skiptoken"], qh)
-            keys = [key(r) for r in rows]
-            start = bisect.bisect_right(keys, key_from_values(raw))
-            rows = rows[start:]
+            rows = rows[bisect.bisect_right(rows, key_from_values(raw), key=key):]
         next_link = None
         if top is not None:
             rows = rows[:top]

@@ -30,6 +30,7 @@ Rules (DESIGN.md §1-2), and the choices where DESIGN is silent (marked *):
   [its name, "logs"]; an act alert with no act item type configured -> ["item_types"].
 """
 
+import bisect
 import re
 
 CODE = "-2147220956"
@@ -46,30 +47,40 @@ def alert_kind(text):
     return "email"
 
 
-def findings(env, now, item_types=("email",), window=900, lookback=86400):
-    """The findings for one loaded dvsim Env, as "expected" entries."""
+class Rows:
+    """A stand-in for dvsim's TableData: .rows maps primary key -> row dict."""
+
+    def __init__(self, rows, pk):
+        self.rows = {r[pk]: r for r in rows}
+
+
+def findings(env, now, item_types=("email",), window=900, lookback=86400, counts=False):
+    """The findings for one environment, as "expected" entries. env is a loaded
+    dvsim Env, or anything with .tables[set].rows of row dicts whose datetimes
+    are epoch seconds (missing columns read as null). counts=True gives
+    "evidence_count" {culprit: n} instead of the "evidence" id lists."""
     t = env.tables
     since = now - lookback
     alerts = []
     alerted_mailboxes = set()
     for row in t["tracelogs"].rows.values():
-        if row["_regardingobjectid_value"] is None:
+        if row.get("_regardingobjectid_value") is None:
             continue
-        if row["@lk"].get("_regardingobjectid_value") != "mailbox":
+        if row.get("@lk", {}).get("_regardingobjectid_value", "mailbox") != "mailbox":
             continue
-        if (row["level"] or 0) < 2:
+        if (row.get("level") or 0) < 2:
             continue
-        if CODE not in (row["text"] or "") and CODE not in (row["errordetails"] or ""):
+        if CODE not in (row.get("text") or "") and CODE not in (row.get("errordetails") or ""):
             continue
-        if row["modifiedon"] is None or row["modifiedon"] < since:
+        if row.get("modifiedon") is None or row["modifiedon"] < since:
             continue
         alerts.append(("tracelog", row["tracelogid"], row["_regardingobjectid_value"],
-                       alert_kind(row["text"]), row["modifiedon"]))
+                       alert_kind(row.get("text")), row["modifiedon"]))
         alerted_mailboxes.add(row["_regardingobjectid_value"])
     for row in t["mailboxes"].rows.values():
-        if row["lastsyncerrorcode"] != int(CODE) or row["mailboxid"] in alerted_mailboxes:
+        if row.get("lastsyncerrorcode") != int(CODE) or row["mailboxid"] in alerted_mailboxes:
             continue
-        at = row["lastsyncerroroccurredon"]
+        at = row.get("lastsyncerroroccurredon")
         if at is None or at < since:
             continue
         alerts.append(("mailbox", row["mailboxid"], row["mailboxid"], "email", at))
@@ -77,26 +88,33 @@ def findings(env, now, item_types=("email",), window=900, lookback=86400):
     workflows = t["workflows"].rows
     activations = {}
     for w in workflows.values():
-        if w["type"] == 2 and w["_parentworkflowid_value"]:
+        if w.get("type") == 2 and w.get("_parentworkflowid_value"):
             activations.setdefault(w["_parentworkflowid_value"], []).append(w["workflowid"])
     failed_by_process = {}
     for s in t["processsessions"].rows.values():
-        if s["statuscode"] != 6:
+        if s.get("statuscode") != 6:
             continue
-        at = s["completedon"] or s["startedon"] or s["createdon"]
-        failed_by_process.setdefault(s["_processid_value"], []).append((at, s["processsessionid"]))
-    traces_by_step = {}
+        at = s.get("completedon") or s.get("startedon") or s.get("createdon")
+        if at is not None:
+            failed_by_process.setdefault(s.get("_processid_value"), []).append(
+                (at, s["processsessionid"]))
+    traces_by = {}
     for tr in t["plugintracelogs"].rows.values():
-        if tr["mode"] != 0 or not (tr["exceptiondetails"] or "").strip():
+        if tr.get("mode") != 0 or not (tr.get("exceptiondetails") or "").strip():
             continue
-        traces_by_step.setdefault(tr["pluginstepid"], []).append(tr)
+        if tr.get("createdon") is None:
+            continue
+        key = (tr.get("pluginstepid"), tr.get("messagename"), tr.get("primaryentity"))
+        traces_by.setdefault(key, []).append((tr["createdon"], tr["plugintracelogid"]))
+    for lst in list(failed_by_process.values()) + list(traces_by.values()):
+        lst.sort()
 
     msgs = t["sdkmessages"].rows
     filters = t["sdkmessagefilters"].rows
 
     def step_info(s):
-        m = msgs.get(s["_sdkmessageid_value"])
-        f = filters.get(s["_sdkmessagefilterid_value"])
+        m = msgs.get(s.get("_sdkmessageid_value"))
+        f = filters.get(s.get("_sdkmessagefilterid_value"))
         return (m["name"] if m else None), (f["primaryobjecttypecode"] if f else None)
 
     def suspects(kind):
@@ -104,16 +122,17 @@ def findings(env, now, item_types=("email",), window=900, lookback=86400):
                                                              if e in item_types)
         out = []
         for w in workflows.values():
-            if (w["category"], w["type"], w["statecode"], w["mode"]) != (0, 1, 1, 1):
+            if (w.get("category"), w.get("type"), w.get("statecode"), w.get("mode")) != \
+                    (0, 1, 1, 1):
                 continue
-            if w["primaryentity"] not in entities:
+            if w.get("primaryentity") not in entities:
                 continue
-            on_update = bool((w["triggeronupdateattributelist"] or "").strip())
-            if not (w["triggeroncreate"] or (kind == "act" and on_update)):
+            on_update = bool((w.get("triggeronupdateattributelist") or "").strip())
+            if not (w.get("triggeroncreate") or (kind == "act" and on_update)):
                 continue
             out.append(("workflow", w))
         for s in t["sdkmessageprocessingsteps"].rows.values():
-            if (s["mode"], s["statecode"], s["customizationlevel"]) != (0, 0, 1):
+            if (s.get("mode"), s.get("statecode"), s.get("customizationlevel")) != (0, 0, 1):
                 continue
             message, entity = step_info(s)
             if entity not in entities:
@@ -123,39 +142,43 @@ def findings(env, now, item_types=("email",), window=900, lookback=86400):
             out.append(("plugin_step", s))
         return out
 
+    def near(lst, at):
+        lo = bisect.bisect_left(lst, (at - window,))
+        hi = bisect.bisect_right(lst, (at + window, "\U0010ffff"))
+        return hi - lo if counts else lst[lo:hi]
+
     def evidence(kind_, row, entity, at):
-        ev = []
         if kind_ == "workflow":
-            for pid in [row["workflowid"]] + activations.get(row["workflowid"], []):
-                for when, sid in failed_by_process.get(pid, []):
-                    if when is not None and abs(when - at) <= window:
-                        ev.append((when, sid))
+            lists = [failed_by_process.get(pid, []) for pid in
+                     [row["workflowid"]] + activations.get(row["workflowid"], [])]
         else:
             message, _entity = step_info(row)
-            for tr in traces_by_step.get(row["sdkmessageprocessingstepid"], []):
-                if tr["messagename"] != message or tr["primaryentity"] != entity:
-                    continue
-                if tr["createdon"] is not None and abs(tr["createdon"] - at) <= window:
-                    ev.append((tr["createdon"], tr["plugintracelogid"]))
+            lists = [traces_by.get((row["sdkmessageprocessingstepid"], message, entity), [])]
+        if counts:
+            return sum(near(lst, at) for lst in lists)
+        ev = []
+        for lst in lists:
+            ev += near(lst, at)
         return [i for _w, i in sorted(ev)]
 
+    suspects_of = {k: suspects(k) for k in ("email", "act")}
     out = []
     for source, aid, mailbox, kind, at in sorted(alerts, key=lambda a: (a[4], a[1])):
         culprits = []
-        for ck, row in suspects(kind):
+        for ck, row in suspects_of[kind]:
             cid = row["workflowid"] if ck == "workflow" else row["sdkmessageprocessingstepid"]
             if ck == "workflow":
-                entity = row["primaryentity"]
+                entity = row.get("primaryentity")
             else:
                 entity = step_info(row)[1]
             ev = evidence(ck, row, entity, at)
-            culprits.append((0 if ev else 1, 0 if ck == "workflow" else 1, row["name"] or "",
+            culprits.append((0 if ev else 1, 0 if ck == "workflow" else 1, row.get("name") or "",
                              cid, ev, ck, row))
         culprits.sort(key=lambda c: c[:4])
         notes = []
         for c in culprits:
-            if c[5] == "workflow" and not c[6]["syncworkflowlogonfailure"]:
-                notes += [c[6]["name"], "logs"]
+            if c[5] == "workflow" and not c[6].get("syncworkflowlogonfailure"):
+                notes += [c[6].get("name"), "logs"]
         if kind == "act" and not any(e in item_types for e in ACT_TYPES):
             notes.append("item_types")
         with_ev = [c[3] for c in culprits if c[4]]
@@ -163,7 +186,8 @@ def findings(env, now, item_types=("email",), window=900, lookback=86400):
         out.append({"alert": aid, "source": source, "kind": kind, "mailbox": mailbox,
                     "verdict": verdict, "culprits": [c[3] for c in culprits],
                     "with_evidence": with_ev,
-                    "evidence": {c[3]: c[4] for c in culprits if c[4]},
+                    ("evidence_count" if counts else "evidence"):
+                        {c[3]: c[4] for c in culprits if c[4]},
                     "notes": notes})
     return out
 

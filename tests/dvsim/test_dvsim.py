@@ -908,6 +908,80 @@ class TestFixtures(unittest.TestCase):
         self.assertIn("act", {e["kind"] for e in data["expected"]})
 
 
+class TestGenerator(unittest.TestCase):
+    def gen(self, out, *args):
+        p = subprocess.run([sys.executable, os.path.join(HERE, "gen.py"), "--out", out] +
+                           list(args), capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with open(out) as f:
+            return json.load(f)
+
+    def test_deterministic_and_loadable(self):
+        with tempfile.TemporaryDirectory() as d:
+            args = ["--envs", "3", "--mailboxes", "40", "--alerts", "60", "--workflows", "30",
+                    "--steps", "30", "--act-ratio", "0.1", "--mailbox-alert-ratio", "0.05",
+                    "--seed", "7"]
+            a = self.gen(os.path.join(d, "a.json"), *args)
+            b = self.gen(os.path.join(d, "b.json"), *args)
+            self.assertEqual(a, b)
+            c = self.gen(os.path.join(d, "c.json"), *(args[:-1] + ["8"]))
+            self.assertNotEqual(a["environments"], c["environments"])
+            self.assertEqual([e["name"] for e in a["environments"]],
+                             ["env000", "env001", "env002"])
+            sim = dvsim.Simulator()
+            sim.load_file(os.path.join(d, "a.json"))
+            self.assertEqual(len(sim.envs["env001"].tables["mailboxes"].rows), 40)
+            self.assertEqual(len(sim.envs["env001"].tables["workflows"].rows) > 30, True)
+
+    def test_expected_matches_oracle_on_loaded_scenario(self):
+        with tempfile.TemporaryDirectory() as d:
+            for extra in ([], ["--full-evidence"]):
+                out = os.path.join(d, "g.json")
+                data = self.gen(out, "--envs", "2", "--mailboxes", "100", "--alerts", "200",
+                                "--workflows", "40", "--steps", "40", "--decoy-ratio", "0.8",
+                                "--act-ratio", "0.05", "--mailbox-alert-ratio", "0.1",
+                                "--expected", os.path.join(d, "e.json"), *extra)
+                sim = dvsim.Simulator()
+                sim.load_file(out)
+                now = time.time()
+                got = []
+                for env in sim.envs.values():
+                    got += oracle.findings(env, now, counts=not extra)
+                key = lambda e: (e["source"], e["alert"])  # noqa: E731
+                self.assertEqual(sorted(got, key=key), sorted(data["expected"], key=key))
+                verdicts = {e["verdict"] for e in data["expected"]}
+                self.assertEqual(verdicts, {"confirmed", "suspected", "unexplained"})
+                self.assertIn("mailbox", {e["source"] for e in data["expected"]})
+                with open(os.path.join(d, "e.json")) as f:
+                    self.assertEqual(json.load(f)["expected"], data["expected"])
+
+    def test_dvsim_serves_generated_scenario(self):
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, "g.json")
+            self.gen(out, "--envs", "2", "--mailboxes", "20", "--alerts", "30")
+            sim = dvsim.Simulator()
+            sim.load_file(out)
+            server = dvsim.start_in_thread(sim)
+            try:
+                env = sim.envs["env001"]
+                conn = http.client.HTTPConnection("127.0.0.1", sim.port, timeout=10)
+                form = "grant_type=client_credentials&client_id=%s&client_secret=%s&scope=%s" % (
+                    env.client_id, env.client_secret,
+                    quote("http://127.0.0.1:%d/env001/.default" % sim.port, safe=""))
+                conn.request("POST", "/%s/oauth2/v2.0/token" % env.tenant, form,
+                             {"Content-Type": "application/x-www-form-urlencoded"})
+                tok = json.loads(conn.getresponse().read())["access_token"]
+                conn.request("GET", "/env001/api/data/v9.2/tracelogs?$select=level&"
+                             "$filter=level%20eq%202", headers={"Authorization": "Bearer " + tok})
+                r = conn.getresponse()
+                self.assertEqual(r.status, 200)
+                self.assertEqual(len(json.loads(r.read())["value"]), 30)
+                conn.close()
+            finally:
+                server.shutdown()
+                server.server_close()
+
+
 class TestCli(unittest.TestCase):
     def run_cli(self, *args, timeout=20):
         return subprocess.run([sys.executable, os.path.join(HERE, "dvsim.py")] + list(args),
