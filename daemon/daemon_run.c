@@ -9,6 +9,7 @@
 #include "daemon_run.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "monitor.h"
 #include "output.h"
 #include "service.h"
@@ -21,6 +22,7 @@ struct daemon {
         struct output *output;
         struct monitor *monitor;
         struct service *service;
+        struct metrics *metrics;
         int exit_status;
 };
 
@@ -57,12 +59,32 @@ static int open_output(const struct s3_config *c, struct output **ret) {
         return r;
 }
 
+static int open_metrics(const struct s3_config *c, struct metrics **ret) {
+        int r;
+
+        *ret = NULL;
+        if (!c->metrics_file)
+                return 0;
+        r = metrics_new(c->metrics_file, ret);
+        if (r < 0)
+                log_error("cannot set up metrics in %s: %s", c->metrics_file, strerror(-r));
+        return r;
+}
+
+static bool strings_differ(const char *a, const char *b) {
+        return strcmp(strempty(a), strempty(b)) != 0;
+}
+
 static void on_stop(struct service *s, int signo, void *userdata) {
         struct daemon *d = userdata;
 
         log_notice("%s: stopping", strsignal(signo));
         service_notify_stopping();
         monitor_stop(d->monitor);
+        if (d->metrics) {
+                metrics_set_up(d->metrics, false);
+                metrics_write(d->metrics, (time_t) ev_time(), NULL);
+        }
         ev_break(d->loop, EVBREAK_ALL);
 }
 
@@ -70,6 +92,8 @@ static void on_reload(struct service *s, void *userdata) {
         struct daemon *d = userdata;
         struct s3_config *config = NULL;
         struct output *output = NULL;
+        struct metrics *metrics = NULL;
+        bool new_metrics = false;
         _cleanup_free_ char *error = NULL;
         int r;
 
@@ -86,10 +110,21 @@ static void on_reload(struct service *s, void *userdata) {
                 if (r < 0)
                         goto out;
         }
+        if (strings_differ(config->metrics_file, d->config->metrics_file)) {
+                r = open_metrics(config, &metrics);
+                if (r < 0)
+                        goto out;
+                new_metrics = true;
+        }
         r = monitor_reload(d->monitor, config, &error);
         if (r < 0) {
                 log_error("reload: keeping the running configuration: %s", error ? error : strerror(-r));
                 goto out;
+        }
+        if (new_metrics) {
+                monitor_set_metrics(d->monitor, metrics);
+                metrics_free(d->metrics);
+                d->metrics = TAKE_PTR(metrics);
         }
         if (output) {
                 output_free(d->output);
@@ -99,6 +134,7 @@ static void on_reload(struct service *s, void *userdata) {
         d->config = TAKE_PTR(config);
         log_notice("configuration reloaded from %s: %zu environment(s)", d->config->path, d->config->n_envs);
 out:
+        metrics_free(metrics);
         output_free(output);
         config_free(config);
         service_notify_reloaded();
@@ -123,12 +159,16 @@ int daemon_run(const struct cli_args *args, struct s3_config *config) {
         r = open_output(config, &d.output);
         if (r < 0)
                 goto out;
+        r = open_metrics(config, &d.metrics);
+        if (r < 0)
+                goto out;
         r = http_new(d.loop, &d.http);
         if (r < 0) {
                 log_error("cannot set up HTTP: %s", strerror(-r));
                 goto out;
         }
         p.config = d.config;
+        p.metrics = d.metrics;
         r = monitor_new(d.loop, d.http, &p, &d.monitor, &error);
         if (r < 0) {
                 log_error("%s", error ? error : strerror(-r));
@@ -150,6 +190,7 @@ out:
         service_free(d.service);
         http_free(d.http);
         output_free(d.output);
+        metrics_free(d.metrics);
         config_free(d.config);
         if (d.loop)
                 ev_loop_destroy(d.loop);

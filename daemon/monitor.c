@@ -16,6 +16,7 @@
 #include "dataverse.h"
 #include "detect.h"
 #include "log.h"
+#include "metrics.h"
 #include "monitor.h"
 #include "rows.h"
 #include "state.h"
@@ -40,6 +41,7 @@ struct env_monitor {
         struct dv_client *dv;
         struct cache *cache;
         struct env_state *state;                /* NULL in --once */
+        struct metrics_env *metrics;            /* NULL when metrics are off */
         ev_timer timer;
         ev_tstamp due;                          /* when the next cycle should start */
         struct cycle *cycle;                    /* in progress, or NULL */
@@ -73,6 +75,7 @@ struct todo {
 struct cycle {
         struct env_monitor *env;
         time_t now;
+        ev_tstamp phase_started;                /* when this phase's queries went out */
         unsigned pending;                       /* queries in flight */
         void (*then)(struct cycle *c);          /* when pending drops to 0 */
         int error;
@@ -126,6 +129,12 @@ static void cycle_free(struct cycle *c) {
 
 /* Store a query's rows in *slot, or its failure (the first one wins). */
 static void cycle_take(struct cycle *c, const char *query, struct dv_result *r, json_t **slot) {
+        struct env_monitor *em = c->env;
+        double per_request = (ev_now(em->monitor->loop) - c->phase_started) / (r->requests ? r->requests : 1);
+
+        /* The client reports a query, not its requests: each gets the mean. */
+        for (unsigned i = 0; i < r->requests; i++)
+                metrics_observe_latency(em->metrics, per_request);
         if (r->error < 0) {
                 if (c->error == 0) {
                         c->error = r->error;
@@ -134,6 +143,12 @@ static void cycle_take(struct cycle *c, const char *query, struct dv_result *r, 
                 }
         } else
                 *slot = json_incref(r->rows);
+}
+
+static void cycle_phase(struct cycle *c, void (*then)(struct cycle *c)) {
+        c->then = then;
+        c->pending = 1; /* held until every query of the phase is started */
+        c->phase_started = ev_now(c->env->monitor->loop);
 }
 
 static void cycle_arrived(struct cycle *c) {
@@ -208,6 +223,13 @@ static struct correlate_params correlate_params_of(const struct env_monitor *em)
         };
 }
 
+static void metrics_write_logged(struct monitor *m, time_t now) {
+        _cleanup_free_ char *error = NULL;
+
+        if (m->params.metrics && metrics_write(m->params.metrics, now, &error) < 0)
+                log_warning("metrics not written: %s", strempty(error));
+}
+
 /* ---- outage reporting --------------------------------------------------------- */
 
 static void error_event_send(struct env_monitor *em, enum error_state state, time_t now) {
@@ -232,6 +254,7 @@ static void error_event_send(struct env_monitor *em, enum error_state state, tim
 }
 
 static void env_note_failure(struct env_monitor *em, struct cycle *c) {
+        metrics_inc_poll_errors(em->metrics);
         em->failures++;
         if (em->failing) {
                 log_debug("%s: still failing (%u attempts): %s: %s", env_name(em), em->failures,
@@ -251,6 +274,7 @@ static void env_note_failure(struct env_monitor *em, struct cycle *c) {
 }
 
 static void env_note_success(struct env_monitor *em, time_t now) {
+        metrics_set_last_success(em->metrics, now);
         if (!em->failing)
                 return;
         log_notice("%s: polling recovered after %u failed attempts", env_name(em), em->failures);
@@ -267,6 +291,10 @@ static void cycle_end(struct cycle *c) {
 
         em->cycle = NULL;
         em->completed = true;
+        metrics_inc_polls(em->metrics);
+        if (em->state)
+                metrics_set_open_findings(em->metrics, state_open_count(em->state));
+        metrics_write_logged(m, c->now);
         cycle_free(c);
         schedule_next(em);
         if (m->params.cycle_done)
@@ -312,6 +340,7 @@ static void resolve_open_findings(struct cycle *c) {
                         continue;
                 }
                 m->tally.resolved++;
+                metrics_inc_resolved(em->metrics);
                 r = state_note_resolved(em->state, e.finding_id, c->now, &error);
                 if (r < 0)
                         log_warning("%s: %s", env_name(em), error ? error : strerror(-r));
@@ -336,9 +365,11 @@ static void cycle_save(struct cycle *c) {
         seen_before = since_overlap(wm_t < wm_m || wm_m == 0 ? wm_t : wm_m);
         state_prune(em->state, seen_before, c->now - (time_t) keep);
         r = state_save(em->state, &error);
-        if (r < 0)
+        if (r < 0) {
+                metrics_inc_state_save_errors(em->metrics);
                 log_warning("%s: state not saved (will retry next cycle): %s", env_name(em),
                             error ? error : strerror(-r));
+        }
 }
 
 static void cycle_finish(struct cycle *c) {
@@ -425,6 +456,7 @@ static void cycle_correlate(struct cycle *c) {
                         break;
                 }
                 m->tally.findings[f->verdict]++;
+                metrics_inc_findings(em->metrics, f->verdict);
                 if (em->state) {
                         state_crash_point(em->state, "monitor-after-emit");
                         note_finding(em, f, t->alert, t->generation);
@@ -461,8 +493,7 @@ static void cycle_fetch_evidence(struct cycle *c) {
         log_debug("%s: evidence for %zu alerts: %zu processes, %zu steps", env_name(em), c->n_todo,
                   req.n_process_ids, req.n_step_ids);
 
-        c->then = cycle_correlate;
-        c->pending = 1; /* held until both are started */
+        cycle_phase(c, cycle_correlate);
         cycle_started(c, "processsessions",
                       dv_query_failed_sessions(em->dv, (const char *const *) req.process_ids,
                                                req.n_process_ids, req.from, req.to, on_sessions, c));
@@ -523,8 +554,7 @@ static void cycle_refresh_config(struct cycle *c) {
         since_wf = c->full_config ? 0 : since_overlap(cache_watermark(em->cache, CACHE_WORKFLOWS));
         since_steps = c->full_config ? 0 : since_overlap(cache_watermark(em->cache, CACHE_STEPS));
 
-        c->then = cycle_apply_config;
-        c->pending = 1;
+        cycle_phase(c, cycle_apply_config);
         cycle_started(c, "workflows", dv_query_workflows_since(em->dv, since_wf, on_workflows, c));
         cycle_started(c, "sdkmessageprocessingsteps", dv_query_steps_since(em->dv, since_steps, on_steps, c));
         cycle_arrived(c);
@@ -689,8 +719,7 @@ static void cycle_start(struct env_monitor *em) {
         c->full_mailboxes = !cache_loaded(em->cache, CACHE_MAILBOXES) || wm == 0;
         since_mb = c->full_mailboxes ? 0 : since_overlap(wm);
 
-        c->then = cycle_detect;
-        c->pending = 1;
+        cycle_phase(c, cycle_detect);
         cycle_started(c, "tracelogs", dv_query_tracelogs_since(em->dv, since_tl, on_tracelogs, c));
         cycle_started(c, "mailboxes", dv_query_mailboxes_since(em->dv, since_mb, on_mailboxes, c));
         cycle_arrived(c);
@@ -754,6 +783,7 @@ static int env_monitor_new(struct monitor *m, const struct env_config *config, s
                 return -ENOMEM;
         em->monitor = m;
         em->config = config;
+        em->metrics = metrics_env(m->params.metrics, config->name);
         ev_init(&em->timer, on_timer);
         em->timer.data = em;
         r = cache_new(&em->cache);
@@ -884,6 +914,19 @@ static struct env_monitor *find_env(struct monitor *m, const char *name, size_t 
         return NULL;
 }
 
+static bool find_env_in(struct env_monitor *const *envs, size_t n, const char *name) {
+        for (size_t i = 0; i < n; i++)
+                if (envs[i] && strcmp(envs[i]->config->name, name) == 0)
+                        return true;
+        return false;
+}
+
+void monitor_set_metrics(struct monitor *m, struct metrics *metrics) {
+        m->params.metrics = metrics;
+        for (size_t i = 0; i < m->n_envs; i++)
+                m->envs[i]->metrics = metrics_env(metrics, env_name(m->envs[i]));
+}
+
 int monitor_reload(struct monitor *m, const struct s3_config *config, char **ret_error) {
         const struct s3_config *old = m->config;
         struct env_monitor **envs;
@@ -940,6 +983,8 @@ int monitor_reload(struct monitor *m, const struct s3_config *config, char **ret
                         continue;
                 if (gone->state && state_save(gone->state, &error) < 0)
                         log_warning("%s: state not saved: %s", env_name(gone), strempty(error));
+                if (!find_env_in(envs, n, env_name(gone)))
+                        metrics_env_drop(m->params.metrics, env_name(gone));
                 env_monitor_free(gone);
         }
         free(m->envs);

@@ -63,6 +63,9 @@ int monitor_start(struct monitor *m);
  * saved and replaced. Never fails half-way: on error nothing changed. */
 int monitor_reload(struct monitor *m, const struct s3_config *config, char **ret_error);
 
+/* Use these metrics from now on (NULL: none); the old ones may then be freed. */
+void monitor_set_metrics(struct monitor *m, struct metrics *metrics);
+
 /* Cancel every request in flight and save every environment's state. The
  * monitor can be freed afterwards; it makes no further callback. */
 void monitor_stop(struct monitor *m);
