@@ -855,7 +855,9 @@ class TestFixtures(unittest.TestCase):
                     data = json.load(f)
                 self.assertIsInstance(data.get("expected"), list)
                 self.assertIn("description", data)
+                envs = {e["name"] for e in data["environments"]}
                 for exp in data["expected"]:
+                    self.assertIn(exp["environment"], envs)
                     self.assertIn(exp["verdict"], ("confirmed", "suspected", "unexplained"))
                     self.assertIn(exp["source"], ("tracelog", "mailbox"))
                     self.assertLessEqual(set(exp["with_evidence"]), set(exp["culprits"]))
@@ -881,7 +883,7 @@ class TestFixtures(unittest.TestCase):
                     got = []
                     for env in sim.envs.values():
                         got += oracle.findings(env, now, **oracle.config_args(cfg))
-                    key = lambda e: (e["source"], e["alert"])  # noqa: E731
+                    key = lambda e: (e["environment"], e["source"], e["alert"])  # noqa: E731
                     self.assertEqual(sorted(got, key=key), sorted(expected, key=key))
 
     def test_realistic_covers_every_decoy_class(self):
@@ -906,6 +908,73 @@ class TestFixtures(unittest.TestCase):
         self.assertEqual(verdicts, {"confirmed", "suspected", "unexplained"})
         self.assertIn("mailbox", {e["source"] for e in data["expected"]})
         self.assertIn("act", {e["kind"] for e in data["expected"]})
+
+
+class TestFixtureServing(unittest.TestCase):
+    """The fixtures that stress the transport, served over HTTP."""
+
+    def serve(self, name):
+        sim = dvsim.Simulator()
+        sim.load_file(os.path.join(FIXTURES, name))
+        server = dvsim.start_in_thread(sim)
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        with open(os.path.join(FIXTURES, name)) as f:
+            return sim, json.load(f)
+
+    def fetch(self, sim, env, query, token=None, scope_env=None):
+        conn = http.client.HTTPConnection("127.0.0.1", sim.port, timeout=10)
+        try:
+            if token is None:
+                e = sim.envs[env]
+                form = "grant_type=client_credentials&client_id=%s&client_secret=%s&scope=%s" % (
+                    e.client_id, quote(e.client_secret, safe=""),
+                    quote("http://127.0.0.1:%d/%s/.default" % (sim.port, scope_env or env), safe=""))
+                conn.request("POST", "/%s/oauth2/v2.0/token" % e.tenant, form,
+                             {"Content-Type": "application/x-www-form-urlencoded"})
+                r = conn.getresponse()
+                body = json.loads(r.read())
+                self.assertEqual(r.status, 200, body)
+                token = body["access_token"]
+            conn.request("GET", "/%s/api/data/v9.2/%s" % (env, query),
+                         headers={"Authorization": "Bearer " + token})
+            r = conn.getresponse()
+            return r.status, r.read(), token
+        finally:
+            conn.close()
+
+    def test_hostile_round_trips_exactly(self):
+        sim, data = self.serve("hostile.json")
+        for env in ("prod", "nul"):
+            rows = data["environments"][[e["name"] for e in data["environments"]].index(env)]
+            want = rows["tables"]
+            st, raw, _ = self.fetch(sim, env, "mailboxes?$select=name,emailaddress,lastsyncerror")
+            self.assertEqual(st, 200)
+            raw.decode("utf-8")
+            got = json.loads(raw)["value"][0]
+            for k in ("name", "emailaddress", "lastsyncerror"):
+                self.assertEqual(got[k], want["mailboxes"][0][k])
+            st, raw, _ = self.fetch(sim, env, "plugintracelogs?$select=exceptiondetails")
+            self.assertEqual(json.loads(raw)["value"][0]["exceptiondetails"],
+                             want["plugintracelogs"][0]["exceptiondetails"])
+            if env == "nul":
+                self.assertIn(b"\\u0000", raw)
+            flt = quote("name eq '%s'" % want["workflows"][0]["name"].replace("'", "''"), safe="")
+            st, raw, _ = self.fetch(sim, env, "workflows?$select=name&$filter=" + flt)
+            self.assertEqual(st, 200, raw)
+            self.assertEqual(len(json.loads(raw)["value"]), 2)
+
+    def test_multi_shared_app_and_locked(self):
+        sim, _data = self.serve("multi.json")
+        st, raw, tok = self.fetch(sim, "test", "tracelogs?$select=level")
+        self.assertEqual(st, 200)
+        st, _raw, _ = self.fetch(sim, "prod", "tracelogs?$select=level", token=tok)
+        self.assertEqual(st, 401)
+        st, raw, _ = self.fetch(sim, "locked", "plugintracelogs?$select=typename")
+        self.assertEqual(st, 403)
+        self.assertEqual(json.loads(raw)["error"]["code"], "0x80040220")
+        st, raw, _ = self.fetch(sim, "locked", "mailboxes?$select=name")
+        self.assertEqual(st, 200)
 
 
 class TestGenerator(unittest.TestCase):
@@ -947,7 +1016,7 @@ class TestGenerator(unittest.TestCase):
                 got = []
                 for env in sim.envs.values():
                     got += oracle.findings(env, now, counts=not extra)
-                key = lambda e: (e["source"], e["alert"])  # noqa: E731
+                key = lambda e: (e["environment"], e["source"], e["alert"])  # noqa: E731
                 self.assertEqual(sorted(got, key=key), sorted(data["expected"], key=key))
                 verdicts = {e["verdict"] for e in data["expected"]}
                 self.assertEqual(verdicts, {"confirmed", "suspected", "unexplained"})
