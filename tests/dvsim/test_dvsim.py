@@ -4,7 +4,7 @@
 import http.client
 import json
 import os
-import socket
+import re
 import subprocess
 import sys
 import tempfile
@@ -440,7 +440,7 @@ class TestQuery(Base):
         r, body = self.api("plugintracelogs?$select=typename", env="test")
         self.assertEqual(r.status, 403)
         self.assertEqual(body["error"]["code"], "0x80040220")
-        self.assertIn("prvRead", body["error"]["message"])
+        self.assertIn("prvReadPluginTraceLog", body["error"]["message"])
 
     def test_read_only(self):
         r, data = self.request("POST", "/prod/api/data/v9.2/mailboxes", {"name": "x"},
@@ -718,6 +718,18 @@ class TestAdmin(Base):
         self.assertIn("error", json.loads(data))
         self.token(fresh=True)
 
+    def test_fault_on_token_endpoint_bodies(self):
+        self.admin("POST", "/_admin/faults", [{"target": "token", "kind": "401"},
+                                              {"target": "prod/token", "kind": "429",
+                                               "retry_after": 1}])
+        for status in (401, 429):
+            r, data = self.token_request(grant_type="client_credentials", client_id=CID,
+                                         client_secret=SECRET,
+                                         scope=self.base + "/prod/.default")
+            self.assertEqual(r.status, status)
+            self.assertIn("AADSTS", json.loads(data)["error_description"])
+        self.assertEqual(r.getheader("Retry-After"), "1")
+
     def test_fault_401_revokes(self):
         tok = self.token(fresh=True)
         self.admin("POST", "/_admin/faults", {"target": "prod/mailboxes", "kind": "401"})
@@ -768,6 +780,8 @@ class TestAdmin(Base):
         r, body = self.api("mailboxes?$select=name")
         self.assertEqual(len(body["value"]), 2)
         self.assertGreaterEqual(time.monotonic() - t, 0.2)
+        log = self.admin("GET", "/_admin/stats")["environments"]["prod"]["sets"]["mailboxes"]["log"]
+        self.assertEqual([e["fault"] for e in log[-2:]], ["stall", "slow"])
 
     def test_fault_validation(self):
         for spec in ({"kind": "418"}, {"kind": "429", "code": "0x1"}, {"kind": "500", "x": 1}):
@@ -1049,6 +1063,46 @@ class TestGenerator(unittest.TestCase):
             finally:
                 server.shutdown()
                 server.server_close()
+
+
+class TestSchemaH(unittest.TestCase):
+    """daemon/schema.h names what s3mond selects; the service (and dvsim) must
+    know every column, navigation property and entity set in it."""
+
+    def defines(self):
+        path = os.path.join(os.path.dirname(os.path.dirname(HERE)), "daemon", "schema.h")
+        with open(path) as f:
+            text = f.read().replace("\\\n", " ")
+        out = {}
+        for m in re.finditer(r'^#define\s+(DV_\w+)\s+(.*)$', text, re.M):
+            strings = re.findall(r'"([^"]*)"', m.group(2))
+            if strings:
+                out[m.group(1)] = strings if m.group(1) == "DV_PROBE_SETS" else "".join(strings)
+        return out
+
+    def test_every_select_and_expand_is_accepted(self):
+        d = self.defines()
+        self.assertEqual(d["DV_API_PATH"], "/api/data/v9.2/")
+        for s in d["DV_PROBE_SETS"]:
+            self.assertIn(s, dvsim.TABLES_BY_SET)
+        sim = dvsim.Simulator()
+        sim.load_file(os.path.join(FIXTURES, "realistic.json"))
+        env = sim.envs["prod"]
+        pairs = [k[len("DV_SELECT_"):] for k in d if k.startswith("DV_SELECT_")]
+        self.assertGreaterEqual(len(pairs), 6)
+        for name in pairs:
+            with self.subTest(select=name):
+                set_name = d["DV_SET_" + name]
+                schema = dvsim.TABLES_BY_SET[set_name]
+                q = "$select=" + quote(d["DV_SELECT_" + name], safe=",")
+                if "DV_EXPAND_" + name in d:
+                    q += "&$expand=" + quote(d["DV_EXPAND_" + name], safe=",()=$")
+                body, _h = dvsim.run_collection(sim, env, schema, q, {}, "h", False, "/p")
+                self.assertTrue(body["value"])
+                cols = d["DV_SELECT_" + name].split(",")
+                for row in body["value"]:
+                    self.assertLessEqual(set(cols), set(row))
+        self.assertEqual(d["DV_ANNOTATION_LOOKUP_NAME"], "@Microsoft.Dynamics.CRM.lookuplogicalname")
 
 
 class TestCli(unittest.TestCase):
