@@ -1648,7 +1648,8 @@ class Simulator:
             raise ScenarioError("%s: a scenario is a JSON object" % origin)
         for k in data:
             if k not in ("description", "environments", "expected", "expected_config",
-                         "expected_variants", "assumptions", "notes", "generator"):
+                         "expected_variants", "expected_probe", "assumptions", "notes",
+                         "generator"):
                 raise ScenarioError("%s: unknown top-level key %r" % (origin, k))
         envs = data.get("environments")
         if not isinstance(envs, list) or not envs:

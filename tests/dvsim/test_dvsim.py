@@ -856,11 +856,17 @@ FIXTURES = os.path.join(os.path.dirname(HERE), "fixtures")
 
 class TestFixtures(unittest.TestCase):
     def fixtures(self):
-        return sorted(f for f in os.listdir(FIXTURES) if f.endswith(".json"))
+        """Every fixture, including subdirectories (transport/), relative to FIXTURES."""
+        out = []
+        for d, _dirs, files in os.walk(FIXTURES):
+            out += [os.path.relpath(os.path.join(d, f), FIXTURES) for f in files
+                    if f.endswith(".json")]
+        return sorted(out)
 
     def test_every_fixture_loads_and_states_expectations(self):
         names = self.fixtures()
         self.assertIn("minimal.json", names)
+        self.assertIn(os.path.join("transport", "nul.json"), names)
         for name in names:
             with self.subTest(fixture=name):
                 sim = dvsim.Simulator()
@@ -959,9 +965,9 @@ class TestFixtureServing(unittest.TestCase):
 
     def test_hostile_round_trips_exactly(self):
         sim, data = self.serve("hostile.json")
-        for env in ("prod", "nul"):
-            rows = data["environments"][[e["name"] for e in data["environments"]].index(env)]
-            want = rows["tables"]
+        nul_sim, nul_data = self.serve(os.path.join("transport", "nul.json"))
+        for env, sim, data in (("prod", sim, data), ("nul", nul_sim, nul_data)):
+            want = data["environments"][0]["tables"]
             st, raw, _ = self.fetch(sim, env, "mailboxes?$select=name,emailaddress,lastsyncerror")
             self.assertEqual(st, 200)
             raw.decode("utf-8")
@@ -978,17 +984,24 @@ class TestFixtureServing(unittest.TestCase):
             self.assertEqual(st, 200, raw)
             self.assertEqual(len(json.loads(raw)["value"]), 2)
 
-    def test_multi_shared_app_and_locked(self):
+    def test_multi_shared_app(self):
         sim, _data = self.serve("multi.json")
         st, raw, tok = self.fetch(sim, "test", "tracelogs?$select=level")
         self.assertEqual(st, 200)
         st, _raw, _ = self.fetch(sim, "prod", "tracelogs?$select=level", token=tok)
         self.assertEqual(st, 401)
-        st, raw, _ = self.fetch(sim, "locked", "plugintracelogs?$select=typename")
-        self.assertEqual(st, 403)
-        self.assertEqual(json.loads(raw)["error"]["code"], "0x80040220")
-        st, raw, _ = self.fetch(sim, "locked", "mailboxes?$select=name")
-        self.assertEqual(st, 200)
+
+    def test_probe_fixture_matches_its_expectation(self):
+        sim, data = self.serve(os.path.join("transport", "probe.json"))
+        for env, want in data["expected_probe"].items():
+            unreadable = []
+            for s in sorted(dvsim.TABLES_BY_SET):
+                st, raw, _ = self.fetch(sim, env, s + "?$top=1")
+                self.assertIn(st, (200, 403))
+                if st == 403:
+                    self.assertEqual(json.loads(raw)["error"]["code"], "0x80040220")
+                    unreadable.append(s)
+            self.assertEqual(unreadable, want["unreadable"])
 
 
 class TestGenerator(unittest.TestCase):
