@@ -1,10 +1,79 @@
-/* main.c: wires the modules together; the only place that talks to the user
- * about start-up. */
+/* main.c: wires the modules together: command line, configuration, then the
+ * mode asked for. The only place that talks to the user about start-up. */
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "build-config.h"
+#include "cli.h"
+#include "config.h"
+#include "log.h"
+#include "macro.h"
+
+/* systemd sets $JOURNAL_STREAM to the device:inode of the stream it connected. */
+static bool stderr_is_journal(void) {
+        const char *e = getenv("JOURNAL_STREAM");
+        unsigned long long dev, ino;
+        struct stat st;
+
+        if (!e || sscanf(e, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) < 0)
+                return false;
+        return st.st_dev == dev && st.st_ino == ino;
+}
+
+/* A monitoring system reads stdout only: say UNKNOWN there too. */
+static int fail_once_aware(const struct cli_args *args, int status, const char *what, const char *error) {
+        log_error("%s", error);
+        if (args->once_requested)
+                printf("S3MOND UNKNOWN - %s: %s\n", what, error);
+        return status;
+}
 
 int main(int argc, char **argv) {
-        printf("s3mond %s\n", S3MOND_VERSION);
-        return 0;
+        _cleanup_(cli_args_done) struct cli_args args = {};
+        _cleanup_(config_freep) struct s3_config *config = NULL;
+        _cleanup_free_ char *error = NULL;
+        int r;
+
+        log_set_syslog_prefix(stderr_is_journal());
+
+        r = cli_parse(argc, argv, &args, &error);
+        if (r < 0) {
+                r = fail_once_aware(&args, cli_usage_exit_code(&args), "command line",
+                                    error ? error : strerror(-r));
+                fputs("Try 's3mond --help'.\n", stderr);
+                return r;
+        }
+        switch (args.mode) {
+        case CLI_MODE_HELP:
+                cli_help(stdout);
+                return EXIT_SUCCESS;
+        case CLI_MODE_VERSION:
+                printf("s3mond %s\n", S3MOND_VERSION);
+                return EXIT_SUCCESS;
+        default:
+                break;
+        }
+        log_set_max_level(cli_log_level(&args));
+
+        r = config_load(args.config_path, &config, &error);
+        if (r >= 0)
+                r = cli_apply(&args, config, &error);
+        if (r < 0)
+                return fail_once_aware(&args, cli_config_exit_code(&args), "configuration",
+                                       error ? error : strerror(-r));
+        log_info("configuration loaded from %s: %zu environment(s)", config->path, config->n_envs);
+
+        switch (args.mode) {
+        case CLI_MODE_CHECK_CONFIG:
+                return config_dump(config, stdout) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+        default:
+                log_error("%s is not implemented yet", cli_mode_to_string(args.mode));
+                if (args.mode == CLI_MODE_ONCE)
+                        printf("S3MOND UNKNOWN - --once is not implemented yet\n");
+                return CLI_EXIT_UNKNOWN;
+        }
 }

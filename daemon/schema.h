@@ -44,5 +44,10 @@
         "mailboxes", "tracelogs", "workflows", "processsessions",                   \
         "sdkmessageprocessingsteps", "sdkmessages", "sdkmessagefilters", "plugintypes", \
         "plugintracelogs"
+/* Their primary keys, in the same order ($select of a --probe request). */
+#define DV_PROBE_KEYS                                                                   \
+        "mailboxid", "tracelogid", "workflowid", "processsessionid",                    \
+        "sdkmessageprocessingstepid", "sdkmessageid", "sdkmessagefilterid", "plugintypeid", \
+        "plugintracelogid"
 
 #define DV_STATUS_SESSION_FAILED 6

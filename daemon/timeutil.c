@@ -29,9 +29,11 @@ int duration_parse(const char *s, uint64_t *ret_sec) {
                 if (!isdigit((unsigned char) *s))
                         return -EINVAL;
                 while (isdigit((unsigned char) *s)) {
-                        if (n > (UINT64_MAX - 9) / 10)
+                        uint64_t digit = (uint64_t) (*s++ - '0');
+
+                        if (n > (UINT64_MAX - digit) / 10)
                                 return -ERANGE;
-                        n = n * 10 + (uint64_t) (*s++ - '0');
+                        n = n * 10 + digit;
                 }
                 if (*s) {
                         if (unit_seconds(*s, &mult) < 0)
@@ -39,7 +41,7 @@ int duration_parse(const char *s, uint64_t *ret_sec) {
                         s++;
                 } else if (total != 0)
                         return -EINVAL; /* "1h30" is ambiguous */
-                if (mult != 0 && n > UINT64_MAX / mult)
+                if (n > UINT64_MAX / mult)
                         return -ERANGE;
                 if (total > UINT64_MAX - n * mult)
                         return -ERANGE;
@@ -89,7 +91,7 @@ int iso8601_parse(const char *s, time_t *ret) {
         if (!s)
                 return -EINVAL;
         if (digits(&p, 4, &y) < 0 || expect(&p, '-') < 0 || digits(&p, 2, &mo) < 0 ||
-            expect(&p, '-') < 0 || digits(&p, 2, &d) < 0 || (*p != 'T' && *p != 't') )
+            expect(&p, '-') < 0 || digits(&p, 2, &d) < 0 || (*p != 'T' && *p != 't'))
                 return -EINVAL;
         p++;
         if (digits(&p, 2, &h) < 0 || expect(&p, ':') < 0 || digits(&p, 2, &mi) < 0 ||

@@ -1,0 +1,568 @@
+/* cache.c: per-environment cache of mailboxes, possible culprit workflows and
+ * steps, merged from full and delta reads. Knows nothing of HTTP or of alerts. */
+
+/* Everything is a sorted array: lookups are binary searches, a delta of d rows
+ * into n costs O((n + d) log(n + d)), an idle poll (no delta) costs nothing.
+ * Mailboxes are stored as 32-byte entries with a binary GUID and their two
+ * strings in one arena, rebuilt on every change. */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cache.h"
+#include "rows.h"
+
+/* qsort() that accepts an empty (NULL) array. */
+static void sort(void *base, size_t n, size_t size, int (*compare)(const void *, const void *)) {
+        if (n > 1)
+                qsort(base, n, size, compare);
+}
+
+struct mailbox_entry {
+        int64_t last_success_on;
+        uint8_t id[16];
+        uint32_t strings;       /* offset of "name\0email\0" in the arena */
+        int32_t incoming_status;
+};
+
+struct cache {
+        struct mailbox_entry *mailboxes;        /* sorted by id */
+        size_t n_mailboxes;
+        char *arena;
+
+        struct workflow_row *definitions;       /* sorted by id */
+        size_t n_definitions;
+        struct workflow_row *activations;       /* sorted by id */
+        size_t n_activations;
+        const struct workflow_row **activations_by_parent; /* sorted by parent, id */
+
+        struct step_row *steps;                 /* sorted by id */
+        size_t n_steps;
+
+        time_t watermark[_CACHE_TABLE_MAX];
+        bool loaded[_CACHE_TABLE_MAX];
+};
+
+int cache_new(struct cache **ret) {
+        struct cache *c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        *ret = c;
+        return 0;
+}
+
+void cache_free(struct cache *c) {
+        if (!c)
+                return;
+        free(c->mailboxes);
+        free(c->arena);
+        workflow_rows_free(c->definitions, c->n_definitions);
+        workflow_rows_free(c->activations, c->n_activations);
+        free(c->activations_by_parent);
+        step_rows_free(c->steps, c->n_steps);
+        free(c);
+}
+
+time_t cache_watermark(const struct cache *c, enum cache_table t) {
+        return t < _CACHE_TABLE_MAX ? c->watermark[t] : 0;
+}
+
+bool cache_loaded(const struct cache *c, enum cache_table t) {
+        return t < _CACHE_TABLE_MAX && c->loaded[t];
+}
+
+size_t cache_count(const struct cache *c, enum cache_table t) {
+        switch (t) {
+        case CACHE_MAILBOXES:
+                return c->n_mailboxes;
+        case CACHE_WORKFLOWS:
+                return c->n_definitions + c->n_activations;
+        case CACHE_STEPS:
+                return c->n_steps;
+        default:
+                return 0;
+        }
+}
+
+static void advance_watermark(struct cache *c, enum cache_table t, time_t modified_on) {
+        if (modified_on > c->watermark[t])
+                c->watermark[t] = modified_on;
+}
+
+/* ---- the rows of one read, deduplicated -------------------------------- */
+
+/* One row of a read; for an id carried twice, the later modifiedon (then
+ * the later position) wins. */
+struct pick {
+        const char *id;
+        time_t modified_on;
+        size_t index;
+};
+
+static int pick_compare(const void *a, const void *b) {
+        const struct pick *x = a, *y = b;
+        int r = strcmp(x->id, y->id);
+        if (r != 0)
+                return r;
+        if (x->modified_on != y->modified_on)
+                return x->modified_on < y->modified_on ? -1 : 1;
+        return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/* Sort and keep the winner of each id; returns how many are left. */
+static size_t picks_settle(struct pick *p, size_t n) {
+        size_t k = 0;
+
+        sort(p, n, sizeof(*p), pick_compare);
+        for (size_t i = 0; i < n; i++) {
+                if (k > 0 && strcmp(p[k - 1].id, p[i].id) == 0)
+                        k--;
+                p[k++] = p[i];
+        }
+        return k;
+}
+
+static int pick_id_compare(const void *key, const void *elem) {
+        return strcmp(key, ((const struct pick *) elem)->id);
+}
+
+static bool picks_contain(const struct pick *p, size_t n, const char *id) {
+        return n > 0 && bsearch(id, p, n, sizeof(*p), pick_id_compare);
+}
+
+/* ---- mailboxes ----------------------------------------------------------- */
+
+static int hexval(char ch) {
+        return ch <= '9' ? ch - '0' : ch - 'a' + 10;
+}
+
+static int guid_to_bytes(const char *s, uint8_t out[static 16]) {
+        char buf[GUID_STRLEN + 1];
+        size_t k = 0;
+
+        if (rows_guid_normalize(s, buf) < 0)
+                return -EINVAL;
+        for (size_t i = 0; i < GUID_STRLEN; i += 2) {
+                if (buf[i] == '-')
+                        i++;
+                out[k++] = (uint8_t) (hexval(buf[i]) << 4 | hexval(buf[i + 1]));
+        }
+        return 0;
+}
+
+static int mailbox_entry_compare(const void *a, const void *b) {
+        return memcmp(((const struct mailbox_entry *) a)->id, ((const struct mailbox_entry *) b)->id, 16);
+}
+
+struct mailbox_pick {
+        struct mailbox_entry entry;
+        const struct mailbox_row *row;
+        size_t index;
+};
+
+static int mailbox_pick_compare(const void *a, const void *b) {
+        const struct mailbox_pick *x = a, *y = b;
+        int r = memcmp(x->entry.id, y->entry.id, 16);
+        if (r != 0)
+                return r;
+        if (x->row->modified_on != y->row->modified_on)
+                return x->row->modified_on < y->row->modified_on ? -1 : 1;
+        return x->index < y->index ? -1 : x->index > y->index;
+}
+
+static size_t strings_size(const char *name, const char *email) {
+        return strlen(strempty(name)) + 1 + strlen(strempty(email)) + 1;
+}
+
+static char *strings_put(char *p, const char *name, const char *email) {
+        p = stpcpy(p, strempty(name)) + 1;
+        return stpcpy(p, strempty(email)) + 1;
+}
+
+/* Merge a read into the mailboxes: the old entries stay unless keep_old is
+ * false (full read) or the read carries them again. */
+static int mailboxes_merge(struct cache *c, const struct mailbox_row *rows, size_t n, bool keep_old) {
+        _cleanup_free_ struct mailbox_pick *picks = NULL;
+        _cleanup_free_ struct mailbox_entry *entries = NULL;
+        _cleanup_free_ char *arena = NULL;
+        size_t n_picks = 0, n_old = keep_old ? c->n_mailboxes : 0, n_entries = 0, size = 0, i, j;
+        time_t newest = 0;
+        char *p;
+
+        if (n > 0) {
+                picks = calloc(n, sizeof(*picks));
+                if (!picks)
+                        return -ENOMEM;
+        }
+        for (i = 0; i < n; i++) {
+                if (rows[i].modified_on > newest)
+                        newest = rows[i].modified_on;
+                if (!rows[i].id || guid_to_bytes(rows[i].id, picks[n_picks].entry.id) < 0)
+                        continue; /* rows.c never lets one through */
+                picks[n_picks].row = &rows[i];
+                picks[n_picks].index = i;
+                n_picks++;
+        }
+        sort(picks, n_picks, sizeof(*picks), mailbox_pick_compare);
+        for (i = 0, j = 0; i < n_picks; i++) {
+                if (j > 0 && memcmp(picks[j - 1].entry.id, picks[i].entry.id, 16) == 0)
+                        j--;
+                picks[j++] = picks[i];
+        }
+        n_picks = j;
+
+        if (n_old + n_picks > 0) {
+                entries = calloc(n_old + n_picks, sizeof(*entries));
+                if (!entries)
+                        return -ENOMEM;
+        }
+        /* Merge two sorted runs; the read wins on equal ids. */
+        for (i = 0, j = 0; i < n_old || j < n_picks;) {
+                int order = i >= n_old ? 1 : j >= n_picks ? -1 :
+                            memcmp(c->mailboxes[i].id, picks[j].entry.id, 16);
+                if (order < 0) {
+                        const char *name = c->arena + c->mailboxes[i].strings;
+                        entries[n_entries] = c->mailboxes[i++];
+                        size += strings_size(name, name + strlen(name) + 1);
+                } else {
+                        const struct mailbox_row *m = picks[j].row;
+                        entries[n_entries] = picks[j].entry;
+                        entries[n_entries].incoming_status = m->incoming_status;
+                        entries[n_entries].last_success_on = m->last_success_on;
+                        size += strings_size(m->name, m->email);
+                        if (order == 0)
+                                i++;
+                        j++;
+                }
+                n_entries++;
+        }
+        if (size > UINT32_MAX)
+                return -E2BIG;
+        if (size > 0) {
+                arena = malloc(size);
+                if (!arena)
+                        return -ENOMEM;
+        }
+        /* Second pass: copy the strings. Entries from the old arena still point
+         * into it; those from the read are found again by id. */
+        p = arena;
+        for (i = 0, j = 0; i < n_entries; i++) {
+                uint32_t offset = (uint32_t) (p - arena);
+                while (j < n_picks && memcmp(picks[j].entry.id, entries[i].id, 16) < 0)
+                        j++;
+                if (j < n_picks && memcmp(picks[j].entry.id, entries[i].id, 16) == 0)
+                        p = strings_put(p, picks[j].row->name, picks[j].row->email);
+                else {
+                        const char *name = c->arena + entries[i].strings;
+                        p = strings_put(p, name, name + strlen(name) + 1);
+                }
+                entries[i].strings = offset;
+        }
+
+        free(c->mailboxes);
+        free(c->arena);
+        c->mailboxes = TAKE_PTR(entries);
+        c->n_mailboxes = n_entries;
+        c->arena = TAKE_PTR(arena);
+        advance_watermark(c, CACHE_MAILBOXES, newest);
+        return 0;
+}
+
+int cache_update_mailboxes(struct cache *c, const struct mailbox_row *rows, size_t n) {
+        if (n == 0)
+                return 0;
+        return mailboxes_merge(c, rows, n, true);
+}
+
+int cache_replace_mailboxes(struct cache *c, const struct mailbox_row *rows, size_t n) {
+        int r = mailboxes_merge(c, rows, n, false);
+        if (r < 0)
+                return r;
+        c->loaded[CACHE_MAILBOXES] = true;
+        return 0;
+}
+
+bool cache_mailbox_get(const struct cache *c, const char *id, struct cache_mailbox *ret) {
+        struct mailbox_entry key;
+        const struct mailbox_entry *e;
+        const char *name, *email;
+
+        if (!id || c->n_mailboxes == 0 || guid_to_bytes(id, key.id) < 0)
+                return false;
+        e = bsearch(&key, c->mailboxes, c->n_mailboxes, sizeof(key), mailbox_entry_compare);
+        if (!e)
+                return false;
+        if (ret) {
+                name = c->arena + e->strings;
+                email = name + strlen(name) + 1;
+                *ret = (struct cache_mailbox) {
+                        .name = *name ? name : NULL,
+                        .email = *email ? email : NULL,
+                        .incoming_status = e->incoming_status,
+                        .last_success_on = (time_t) e->last_success_on,
+                };
+        }
+        return true;
+}
+
+/* ---- workflows ----------------------------------------------------------- */
+
+static bool is_item_entity(const char *entity) {
+        return entity && item_type_from_string(entity) > 0;
+}
+
+static bool workflow_is_candidate(const struct workflow_row *w) {
+        return w->type == 1 && w->category == 0 && w->statecode == 1 && w->mode == 1 &&
+               is_item_entity(w->primary_entity) &&
+               (w->trigger_on_create || (w->trigger_on_update_attributes && *w->trigger_on_update_attributes));
+}
+
+static bool workflow_is_activation(const struct workflow_row *w) {
+        return w->type == 2 && w->category == 0 && w->parent_id;
+}
+
+static int workflow_compare(const void *a, const void *b) {
+        return strcmp(((const struct workflow_row *) a)->id, ((const struct workflow_row *) b)->id);
+}
+
+static int workflow_id_compare(const void *key, const void *elem) {
+        return strcmp(key, ((const struct workflow_row *) elem)->id);
+}
+
+static int activation_parent_compare(const void *a, const void *b) {
+        const struct workflow_row *x = *(const struct workflow_row *const *) a,
+                                  *y = *(const struct workflow_row *const *) b;
+        int r = strcmp(x->parent_id, y->parent_id);
+        return r != 0 ? r : strcmp(x->id, y->id);
+}
+
+/* Keep the old rows the read does not carry (unless full), move in the
+ * winners that can matter, release everything else. */
+static int workflows_merge(struct cache *c, struct workflow_row *rows, size_t n, bool keep_old) {
+        _cleanup_free_ struct pick *picks = NULL;
+        _cleanup_free_ struct workflow_row *defs = NULL, *acts = NULL;
+        _cleanup_free_ const struct workflow_row **by_parent = NULL;
+        size_t n_picks = 0, n_defs = 0, n_acts = 0, i;
+        size_t old_defs = keep_old ? c->n_definitions : 0, old_acts = keep_old ? c->n_activations : 0;
+        time_t newest = 0;
+
+        if (n > 0) {
+                picks = calloc(n, sizeof(*picks));
+                if (!picks)
+                        return -ENOMEM;
+        }
+        for (i = 0; i < n; i++) {
+                if (rows[i].modified_on > newest)
+                        newest = rows[i].modified_on;
+                if (rows[i].id)
+                        picks[n_picks++] = (struct pick) { rows[i].id, rows[i].modified_on, i };
+        }
+        n_picks = picks_settle(picks, n_picks);
+
+        /* Allocate for the worst case first, so a failure changes nothing. */
+        if (old_defs + n_picks > 0 && !(defs = calloc(old_defs + n_picks, sizeof(*defs))))
+                return -ENOMEM;
+        if (old_acts + n_picks > 0) {
+                acts = calloc(old_acts + n_picks, sizeof(*acts));
+                by_parent = calloc(old_acts + n_picks, sizeof(*by_parent));
+                if (!acts || !by_parent)
+                        return -ENOMEM;
+        }
+
+        for (i = 0; i < c->n_definitions; i++)
+                if (i < old_defs && !picks_contain(picks, n_picks, c->definitions[i].id))
+                        defs[n_defs++] = c->definitions[i];
+                else
+                        workflow_row_done(&c->definitions[i]);
+        for (i = 0; i < c->n_activations; i++)
+                if (i < old_acts && !picks_contain(picks, n_picks, c->activations[i].id))
+                        acts[n_acts++] = c->activations[i];
+                else
+                        workflow_row_done(&c->activations[i]);
+        for (i = 0; i < n_picks; i++) {
+                struct workflow_row *w = &rows[picks[i].index];
+                if (workflow_is_candidate(w))
+                        defs[n_defs++] = *w;
+                else if (workflow_is_activation(w))
+                        acts[n_acts++] = *w;
+                else
+                        continue;
+                *w = (struct workflow_row) {};
+        }
+        /* Losers of duplicate ids and rows that cannot matter. */
+        for (i = 0; i < n; i++)
+                workflow_row_done(&rows[i]);
+
+        sort(defs, n_defs, sizeof(*defs), workflow_compare);
+        sort(acts, n_acts, sizeof(*acts), workflow_compare);
+        for (i = 0; i < n_acts; i++)
+                by_parent[i] = &acts[i];
+        sort(by_parent, n_acts, sizeof(*by_parent), activation_parent_compare);
+
+        free(c->definitions);
+        free(c->activations);
+        free(c->activations_by_parent);
+        c->definitions = TAKE_PTR(defs);
+        c->n_definitions = n_defs;
+        c->activations = TAKE_PTR(acts);
+        c->n_activations = n_acts;
+        c->activations_by_parent = TAKE_PTR(by_parent);
+        advance_watermark(c, CACHE_WORKFLOWS, newest);
+        return 0;
+}
+
+int cache_update_workflows(struct cache *c, struct workflow_row *rows, size_t n) {
+        if (n == 0)
+                return 0;
+        return workflows_merge(c, rows, n, true);
+}
+
+int cache_replace_workflows(struct cache *c, struct workflow_row *rows, size_t n) {
+        int r = workflows_merge(c, rows, n, false);
+        if (r < 0)
+                return r;
+        c->loaded[CACHE_WORKFLOWS] = true;
+        return 0;
+}
+
+const struct workflow_row *cache_workflow_definitions(const struct cache *c, size_t *ret_n) {
+        *ret_n = c->n_definitions;
+        return c->definitions;
+}
+
+const struct workflow_row *cache_workflow_get(const struct cache *c, const char *id) {
+        const struct workflow_row *w;
+
+        if (!id || c->n_definitions + c->n_activations == 0)
+                return NULL;
+        w = c->n_definitions ? bsearch(id, c->definitions, c->n_definitions, sizeof(*w), workflow_id_compare)
+                             : NULL;
+        if (!w && c->n_activations)
+                w = bsearch(id, c->activations, c->n_activations, sizeof(*w), workflow_id_compare);
+        return w;
+}
+
+/* First activation of the definition in activations_by_parent. */
+static size_t activations_lower_bound(const struct cache *c, const char *definition_id) {
+        size_t lo = 0, hi = c->n_activations;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (strcmp(c->activations_by_parent[mid]->parent_id, definition_id) < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo;
+}
+
+size_t cache_workflow_activations(const struct cache *c, const char *definition_id,
+                                  const struct workflow_row *const **ret) {
+        size_t first, last;
+
+        *ret = NULL;
+        if (!definition_id || c->n_activations == 0)
+                return 0;
+        first = activations_lower_bound(c, definition_id);
+        for (last = first; last < c->n_activations; last++)
+                if (strcmp(c->activations_by_parent[last]->parent_id, definition_id) != 0)
+                        break;
+        if (last > first)
+                *ret = &c->activations_by_parent[first];
+        return last - first;
+}
+
+const char *cache_workflow_definition_of(const struct cache *c, const char *process_id) {
+        const struct workflow_row *w = cache_workflow_get(c, process_id);
+
+        if (!w)
+                return NULL;
+        return w->type == 2 ? w->parent_id : w->id;
+}
+
+/* ---- steps --------------------------------------------------------------- */
+
+static bool step_is_candidate(const struct step_row *s) {
+        return s->mode == 0 && s->statecode == 0 && s->customization_level == 1 && s->message &&
+               (strcasecmp(s->message, "Create") == 0 || strcasecmp(s->message, "Update") == 0) &&
+               (!s->primary_entity || is_item_entity(s->primary_entity));
+}
+
+static int step_compare(const void *a, const void *b) {
+        return strcmp(((const struct step_row *) a)->id, ((const struct step_row *) b)->id);
+}
+
+static int step_id_compare(const void *key, const void *elem) {
+        return strcmp(key, ((const struct step_row *) elem)->id);
+}
+
+static int steps_merge(struct cache *c, struct step_row *rows, size_t n, bool keep_old) {
+        _cleanup_free_ struct pick *picks = NULL;
+        _cleanup_free_ struct step_row *steps = NULL;
+        size_t n_picks = 0, n_steps = 0, old = keep_old ? c->n_steps : 0, i;
+        time_t newest = 0;
+
+        if (n > 0) {
+                picks = calloc(n, sizeof(*picks));
+                if (!picks)
+                        return -ENOMEM;
+        }
+        for (i = 0; i < n; i++) {
+                if (rows[i].modified_on > newest)
+                        newest = rows[i].modified_on;
+                if (rows[i].id)
+                        picks[n_picks++] = (struct pick) { rows[i].id, rows[i].modified_on, i };
+        }
+        n_picks = picks_settle(picks, n_picks);
+        if (old + n_picks > 0 && !(steps = calloc(old + n_picks, sizeof(*steps))))
+                return -ENOMEM;
+
+        for (i = 0; i < c->n_steps; i++)
+                if (i < old && !picks_contain(picks, n_picks, c->steps[i].id))
+                        steps[n_steps++] = c->steps[i];
+                else
+                        step_row_done(&c->steps[i]);
+        for (i = 0; i < n_picks; i++) {
+                struct step_row *s = &rows[picks[i].index];
+                if (!step_is_candidate(s))
+                        continue;
+                steps[n_steps++] = *s;
+                *s = (struct step_row) {};
+        }
+        for (i = 0; i < n; i++)
+                step_row_done(&rows[i]);
+        sort(steps, n_steps, sizeof(*steps), step_compare);
+
+        free(c->steps);
+        c->steps = TAKE_PTR(steps);
+        c->n_steps = n_steps;
+        advance_watermark(c, CACHE_STEPS, newest);
+        return 0;
+}
+
+int cache_update_steps(struct cache *c, struct step_row *rows, size_t n) {
+        if (n == 0)
+                return 0;
+        return steps_merge(c, rows, n, true);
+}
+
+int cache_replace_steps(struct cache *c, struct step_row *rows, size_t n) {
+        int r = steps_merge(c, rows, n, false);
+        if (r < 0)
+                return r;
+        c->loaded[CACHE_STEPS] = true;
+        return 0;
+}
+
+const struct step_row *cache_steps(const struct cache *c, size_t *ret_n) {
+        *ret_n = c->n_steps;
+        return c->steps;
+}
+
+const struct step_row *cache_step_get(const struct cache *c, const char *id) {
+        if (!id || c->n_steps == 0)
+                return NULL;
+        return bsearch(id, c->steps, c->n_steps, sizeof(struct step_row), step_id_compare);
+}
