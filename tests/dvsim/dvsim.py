@@ -394,6 +394,11 @@ TABLES = [
                 "operationtype": {0: "Unknown", 1: "Plug-in", 2: "Workflow Activity"}}),
 ]
 TABLES_BY_SET = {t.set_name: t for t in TABLES}
+SCHEMA_NAMES = {"mailbox": "Mailbox", "tracelog": "TraceLog", "workflow": "Workflow",
+                "processsession": "ProcessSession",
+                "sdkmessageprocessingstep": "SdkMessageProcessingStep",
+                "sdkmessage": "SdkMessage", "sdkmessagefilter": "SdkMessageFilter",
+                "plugintype": "PluginType", "plugintracelog": "PluginTraceLog"}
 TABLES_BY_LOGICAL = {t.logical: t for t in TABLES}
 
 # statuscode that goes with a statecode, when a row gives only the latter
@@ -1643,7 +1648,8 @@ class Simulator:
             raise ScenarioError("%s: a scenario is a JSON object" % origin)
         for k in data:
             if k not in ("description", "environments", "expected", "expected_config",
-                         "expected_variants", "assumptions", "notes", "generator"):
+                         "expected_variants", "expected_probe", "assumptions", "notes",
+                         "generator"):
                 raise ScenarioError("%s: unknown top-level key %r" % (origin, k))
         envs = data.get("environments")
         if not isinstance(envs, list) or not envs:
@@ -2066,7 +2072,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         body = resp.body
         if fault is not None and fault.kind == "truncated":
-            part = body[:max(0, len(body) // 2)]
+            part = body[:len(body) // 2]
             self.wfile.write(part)
             self.close_connection = True
             self.hard_close(graceful=True)
@@ -2076,8 +2082,9 @@ class Handler(BaseHTTPRequestHandler):
             step = max(1, -(-len(body) // chunks))
             pause = fault.seconds / max(1, -(-len(body) // step))
             for i in range(0, len(body), step):
+                if i:
+                    time.sleep(pause)
                 self.wfile.write(body[i:i + step])
-                time.sleep(pause)
             return len(body)
         self.wfile.write(body)
         return len(body)
@@ -2138,19 +2145,22 @@ class Handler(BaseHTTPRequestHandler):
             return
         self.handle_api(method, env, root, rest, url, t0)
 
-    def finish_request(self, env_name, what, method, resp, fault, t0, status=None):
+    def finish_request(self, env_name, what, method, resp, fault, t0):
+        """Record the request in the statistics, then answer it: a client that
+        reads /_admin/stats after its response always finds the request there."""
         resp.headers.append(("REQ_ID", new_guid()))
         if resp.ctype == ODATA_JSON:
             resp.headers.append(("OData-Version", "4.0"))
-        try:
-            n = self.send(resp, fault)
-        except OSError:
-            n = 0
-            self.close_connection = True
+        n = len(resp.body)
+        if fault is not None and fault.kind == "truncated":
+            n //= 2
         with self.sim.lock:
-            self.sim.stats.record(env_name, what, method, self.path,
-                                  status if status is not None else resp.status, n,
+            self.sim.stats.record(env_name, what, method, self.path, resp.status, n,
                                   fault.kind if fault else None, t0)
+        try:
+            self.send(resp, fault)
+        except OSError:
+            self.close_connection = True
 
     def apply_fault(self, env_name, what, method, t0, token_endpoint=False):
         """Handle a matching fault. Returns (done, fault): done when the fault
@@ -2162,7 +2172,7 @@ class Handler(BaseHTTPRequestHandler):
         k = f.kind
         if k == "stall":
             time.sleep(f.seconds)
-            return False, None
+            return False, f
         if k in ("slow", "truncated"):
             return False, f
         if k == "reset":
@@ -2178,8 +2188,8 @@ class Handler(BaseHTTPRequestHandler):
             elif f.retry_after is not None:
                 headers.append(("Retry-After", str(f.retry_after)))
             if token_endpoint:
-                resp = aad_error(429, "temporarily_unavailable", 50196,
-                                 "The server is temporarily unable to handle the request.")
+                resp = aad_error(429, "temporarily_unavailable", 90055,
+                                 "TenantThrottlingError - There are too many incoming requests.")
                 resp.headers.extend(headers)
             else:
                 resp = odata_error_response(ODataError(429, f.code, THROTTLE[f.code], headers))
@@ -2201,8 +2211,13 @@ class Handler(BaseHTTPRequestHandler):
                 if token:
                     sim.revoke(token=token)
             env = sim.envs.get(env_name)
-            resp = self.unauthorized(env, "invalid") if env else aad_error(
-                401, "invalid_client", 7000215, "Invalid client secret provided.")
+            if token_endpoint or env is None:
+                resp = aad_error(401, "invalid_client", 7000215,
+                                 "Invalid client secret provided. Ensure the secret being sent "
+                                 "in the request is the client secret value, not the client "
+                                 "secret ID.")
+            else:
+                resp = self.unauthorized(env, "invalid")
         elif k == "invalid_json":
             resp = Response(200, b'{"@odata.context":"x","value":[{"id":1,}, oops',
                             ODATA_JSON)
@@ -2409,8 +2424,7 @@ class Handler(BaseHTTPRequestHandler):
                              "Principal user (Id=%s, type=8, roleCount=1, privilegeCount=0, "
                              "accessMode=4), is missing prvRead%s privilege on entity '%s'. "
                              "Consider adding the privilege to one of the principal's roles."
-                             % (env.user_id, schema.type_name.split(".")[-1].title(),
-                                schema.logical))
+                             % (env.user_id, SCHEMA_NAMES[schema.logical], schema.logical))
         path = url.path
         if m.group(2) is not None:
             key = m.group(2)

@@ -4,7 +4,7 @@
 import http.client
 import json
 import os
-import socket
+import re
 import subprocess
 import sys
 import tempfile
@@ -440,7 +440,7 @@ class TestQuery(Base):
         r, body = self.api("plugintracelogs?$select=typename", env="test")
         self.assertEqual(r.status, 403)
         self.assertEqual(body["error"]["code"], "0x80040220")
-        self.assertIn("prvRead", body["error"]["message"])
+        self.assertIn("prvReadPluginTraceLog", body["error"]["message"])
 
     def test_read_only(self):
         r, data = self.request("POST", "/prod/api/data/v9.2/mailboxes", {"name": "x"},
@@ -718,6 +718,18 @@ class TestAdmin(Base):
         self.assertIn("error", json.loads(data))
         self.token(fresh=True)
 
+    def test_fault_on_token_endpoint_bodies(self):
+        self.admin("POST", "/_admin/faults", [{"target": "token", "kind": "401"},
+                                              {"target": "prod/token", "kind": "429",
+                                               "retry_after": 1}])
+        for status in (401, 429):
+            r, data = self.token_request(grant_type="client_credentials", client_id=CID,
+                                         client_secret=SECRET,
+                                         scope=self.base + "/prod/.default")
+            self.assertEqual(r.status, status)
+            self.assertIn("AADSTS", json.loads(data)["error_description"])
+        self.assertEqual(r.getheader("Retry-After"), "1")
+
     def test_fault_401_revokes(self):
         tok = self.token(fresh=True)
         self.admin("POST", "/_admin/faults", {"target": "prod/mailboxes", "kind": "401"})
@@ -768,6 +780,8 @@ class TestAdmin(Base):
         r, body = self.api("mailboxes?$select=name")
         self.assertEqual(len(body["value"]), 2)
         self.assertGreaterEqual(time.monotonic() - t, 0.2)
+        log = self.admin("GET", "/_admin/stats")["environments"]["prod"]["sets"]["mailboxes"]["log"]
+        self.assertEqual([e["fault"] for e in log[-2:]], ["stall", "slow"])
 
     def test_fault_validation(self):
         for spec in ({"kind": "418"}, {"kind": "429", "code": "0x1"}, {"kind": "500", "x": 1}):
@@ -842,11 +856,17 @@ FIXTURES = os.path.join(os.path.dirname(HERE), "fixtures")
 
 class TestFixtures(unittest.TestCase):
     def fixtures(self):
-        return sorted(f for f in os.listdir(FIXTURES) if f.endswith(".json"))
+        """Every fixture, including subdirectories (transport/), relative to FIXTURES."""
+        out = []
+        for d, _dirs, files in os.walk(FIXTURES):
+            out += [os.path.relpath(os.path.join(d, f), FIXTURES) for f in files
+                    if f.endswith(".json")]
+        return sorted(out)
 
     def test_every_fixture_loads_and_states_expectations(self):
         names = self.fixtures()
         self.assertIn("minimal.json", names)
+        self.assertIn(os.path.join("transport", "nul.json"), names)
         for name in names:
             with self.subTest(fixture=name):
                 sim = dvsim.Simulator()
@@ -855,7 +875,9 @@ class TestFixtures(unittest.TestCase):
                     data = json.load(f)
                 self.assertIsInstance(data.get("expected"), list)
                 self.assertIn("description", data)
+                envs = {e["name"] for e in data["environments"]}
                 for exp in data["expected"]:
+                    self.assertIn(exp["environment"], envs)
                     self.assertIn(exp["verdict"], ("confirmed", "suspected", "unexplained"))
                     self.assertIn(exp["source"], ("tracelog", "mailbox"))
                     self.assertLessEqual(set(exp["with_evidence"]), set(exp["culprits"]))
@@ -881,7 +903,7 @@ class TestFixtures(unittest.TestCase):
                     got = []
                     for env in sim.envs.values():
                         got += oracle.findings(env, now, **oracle.config_args(cfg))
-                    key = lambda e: (e["source"], e["alert"])  # noqa: E731
+                    key = lambda e: (e["environment"], e["source"], e["alert"])  # noqa: E731
                     self.assertEqual(sorted(got, key=key), sorted(expected, key=key))
 
     def test_realistic_covers_every_decoy_class(self):
@@ -906,6 +928,80 @@ class TestFixtures(unittest.TestCase):
         self.assertEqual(verdicts, {"confirmed", "suspected", "unexplained"})
         self.assertIn("mailbox", {e["source"] for e in data["expected"]})
         self.assertIn("act", {e["kind"] for e in data["expected"]})
+
+
+class TestFixtureServing(unittest.TestCase):
+    """The fixtures that stress the transport, served over HTTP."""
+
+    def serve(self, name):
+        sim = dvsim.Simulator()
+        sim.load_file(os.path.join(FIXTURES, name))
+        server = dvsim.start_in_thread(sim)
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        with open(os.path.join(FIXTURES, name)) as f:
+            return sim, json.load(f)
+
+    def fetch(self, sim, env, query, token=None, scope_env=None):
+        conn = http.client.HTTPConnection("127.0.0.1", sim.port, timeout=10)
+        try:
+            if token is None:
+                e = sim.envs[env]
+                form = "grant_type=client_credentials&client_id=%s&client_secret=%s&scope=%s" % (
+                    e.client_id, quote(e.client_secret, safe=""),
+                    quote("http://127.0.0.1:%d/%s/.default" % (sim.port, scope_env or env), safe=""))
+                conn.request("POST", "/%s/oauth2/v2.0/token" % e.tenant, form,
+                             {"Content-Type": "application/x-www-form-urlencoded"})
+                r = conn.getresponse()
+                body = json.loads(r.read())
+                self.assertEqual(r.status, 200, body)
+                token = body["access_token"]
+            conn.request("GET", "/%s/api/data/v9.2/%s" % (env, query),
+                         headers={"Authorization": "Bearer " + token})
+            r = conn.getresponse()
+            return r.status, r.read(), token
+        finally:
+            conn.close()
+
+    def test_hostile_round_trips_exactly(self):
+        sim, data = self.serve("hostile.json")
+        nul_sim, nul_data = self.serve(os.path.join("transport", "nul.json"))
+        for env, sim, data in (("prod", sim, data), ("nul", nul_sim, nul_data)):
+            want = data["environments"][0]["tables"]
+            st, raw, _ = self.fetch(sim, env, "mailboxes?$select=name,emailaddress,lastsyncerror")
+            self.assertEqual(st, 200)
+            raw.decode("utf-8")
+            got = json.loads(raw)["value"][0]
+            for k in ("name", "emailaddress", "lastsyncerror"):
+                self.assertEqual(got[k], want["mailboxes"][0][k])
+            st, raw, _ = self.fetch(sim, env, "plugintracelogs?$select=exceptiondetails")
+            self.assertEqual(json.loads(raw)["value"][0]["exceptiondetails"],
+                             want["plugintracelogs"][0]["exceptiondetails"])
+            if env == "nul":
+                self.assertIn(b"\\u0000", raw)
+            flt = quote("name eq '%s'" % want["workflows"][0]["name"].replace("'", "''"), safe="")
+            st, raw, _ = self.fetch(sim, env, "workflows?$select=name&$filter=" + flt)
+            self.assertEqual(st, 200, raw)
+            self.assertEqual(len(json.loads(raw)["value"]), 2)
+
+    def test_multi_shared_app(self):
+        sim, _data = self.serve("multi.json")
+        st, raw, tok = self.fetch(sim, "test", "tracelogs?$select=level")
+        self.assertEqual(st, 200)
+        st, _raw, _ = self.fetch(sim, "prod", "tracelogs?$select=level", token=tok)
+        self.assertEqual(st, 401)
+
+    def test_probe_fixture_matches_its_expectation(self):
+        sim, data = self.serve(os.path.join("transport", "probe.json"))
+        for env, want in data["expected_probe"].items():
+            unreadable = []
+            for s in sorted(dvsim.TABLES_BY_SET):
+                st, raw, _ = self.fetch(sim, env, s + "?$top=1")
+                self.assertIn(st, (200, 403))
+                if st == 403:
+                    self.assertEqual(json.loads(raw)["error"]["code"], "0x80040220")
+                    unreadable.append(s)
+            self.assertEqual(unreadable, want["unreadable"])
 
 
 class TestGenerator(unittest.TestCase):
@@ -947,7 +1043,7 @@ class TestGenerator(unittest.TestCase):
                 got = []
                 for env in sim.envs.values():
                     got += oracle.findings(env, now, counts=not extra)
-                key = lambda e: (e["source"], e["alert"])  # noqa: E731
+                key = lambda e: (e["environment"], e["source"], e["alert"])  # noqa: E731
                 self.assertEqual(sorted(got, key=key), sorted(data["expected"], key=key))
                 verdicts = {e["verdict"] for e in data["expected"]}
                 self.assertEqual(verdicts, {"confirmed", "suspected", "unexplained"})
@@ -980,6 +1076,46 @@ class TestGenerator(unittest.TestCase):
             finally:
                 server.shutdown()
                 server.server_close()
+
+
+class TestSchemaH(unittest.TestCase):
+    """daemon/schema.h names what s3mond selects; the service (and dvsim) must
+    know every column, navigation property and entity set in it."""
+
+    def defines(self):
+        path = os.path.join(os.path.dirname(os.path.dirname(HERE)), "daemon", "schema.h")
+        with open(path) as f:
+            text = f.read().replace("\\\n", " ")
+        out = {}
+        for m in re.finditer(r'^#define\s+(DV_\w+)\s+(.*)$', text, re.M):
+            strings = re.findall(r'"([^"]*)"', m.group(2))
+            if strings:
+                out[m.group(1)] = strings if m.group(1) == "DV_PROBE_SETS" else "".join(strings)
+        return out
+
+    def test_every_select_and_expand_is_accepted(self):
+        d = self.defines()
+        self.assertEqual(d["DV_API_PATH"], "/api/data/v9.2/")
+        for s in d["DV_PROBE_SETS"]:
+            self.assertIn(s, dvsim.TABLES_BY_SET)
+        sim = dvsim.Simulator()
+        sim.load_file(os.path.join(FIXTURES, "realistic.json"))
+        env = sim.envs["prod"]
+        pairs = [k[len("DV_SELECT_"):] for k in d if k.startswith("DV_SELECT_")]
+        self.assertGreaterEqual(len(pairs), 6)
+        for name in pairs:
+            with self.subTest(select=name):
+                set_name = d["DV_SET_" + name]
+                schema = dvsim.TABLES_BY_SET[set_name]
+                q = "$select=" + quote(d["DV_SELECT_" + name], safe=",")
+                if "DV_EXPAND_" + name in d:
+                    q += "&$expand=" + quote(d["DV_EXPAND_" + name], safe=",()=$")
+                body, _h = dvsim.run_collection(sim, env, schema, q, {}, "h", False, "/p")
+                self.assertTrue(body["value"])
+                cols = d["DV_SELECT_" + name].split(",")
+                for row in body["value"]:
+                    self.assertLessEqual(set(cols), set(row))
+        self.assertEqual(d["DV_ANNOTATION_LOOKUP_NAME"], "@Microsoft.Dynamics.CRM.lookuplogicalname")
 
 
 class TestCli(unittest.TestCase):
