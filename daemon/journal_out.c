@@ -158,7 +158,7 @@ int journal_out_fields_finding(const struct finding *f, struct iovec **ret, size
         for (size_t i = 0; i < f->n_notes; i++)
                 add(&fl, "S3MOND_NOTE", f->notes[i]);
         add(&fl, "S3MOND_REMEDY", f->remedy);
-        add_json(&fl, finding_to_json(f));
+        add_owned(&fl, "S3MOND_JSON", finding_json_text(f));
         return fields_finish(&fl, ret, ret_n);
 }
 

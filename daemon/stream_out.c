@@ -45,7 +45,7 @@ const struct output_ops stderr_output_ops = {
 };
 
 static int json_finding(struct output *o, const struct finding *f) {
-        return put_json(o->stream, finding_to_json(f));
+        return put_line(o->stream, finding_json_text(f));
 }
 
 static int json_resolved(struct output *o, const struct resolved_event *e) {

@@ -174,6 +174,53 @@ static void test_json_nulls(void **state) {
         finding_free(f);
 }
 
+/* finding_json_text() (what the outputs write) is the tree's text, byte for byte. */
+static void assert_text_is_tree(const struct finding *f) {
+        char *tree = dump(finding_to_json(f)), *text = finding_json_text(f);
+
+        assert_non_null(text);
+        assert_string_equal(text, tree);
+        free(text);
+        free(tree);
+}
+
+static void test_json_text_is_tree(void **state) {
+        struct finding *(*const make[])(void) = { sample_finding_full, sample_finding_suspected,
+                                                  sample_finding_unexplained, sample_finding_hostile };
+        struct finding *f;
+        char controls[128], *p = controls;
+
+        for (size_t i = 0; i < ELEMENTSOF(make); i++) {
+                f = make[i]();
+                assert_text_is_tree(f);
+                finding_free(f);
+        }
+
+        /* Every C0 control, the characters JSON escapes, a lone continuation byte. */
+        f = sample_finding_full();
+        for (int ch = 1; ch < 0x20; ch++)
+                *p++ = (char) ch;
+        strcpy(p, "\"\\/\x7f\xc2\x85 \xe2\x80\xa8 \xf0\x9f\x98\x80 end");
+        free(f->alert.text);
+        f->alert.text = strdup(controls);
+        free(f->culprits[0].evidence[0].error);
+        f->culprits[0].evidence[0].error = strdup("cut \x80 here \xe2\x82");
+        assert_text_is_tree(f);
+
+        /* Nulls and zero times. */
+        f->mailbox.name = mfree(f->mailbox.name);
+        f->mailbox.email = mfree(f->mailbox.email);
+        f->remedy = mfree(f->remedy);
+        f->alert.text = mfree(f->alert.text);
+        f->alert.created_on = 0;
+        f->detected_at = 0;
+        f->alert.code = INT64_MIN;
+        f->culprits[1].plugin_type = mfree(f->culprits[1].plugin_type);
+        f->culprits[0].evidence[0].at = 0;
+        assert_text_is_tree(f);
+        finding_free(f);
+}
+
 static void assert_line(char *line, const char *want) {
         assert_non_null(line);
         assert_string_equal(line, want);
@@ -377,6 +424,7 @@ int main(void) {
                 cmocka_unit_test(test_json_error),
                 cmocka_unit_test(test_json_unexplained),
                 cmocka_unit_test(test_json_nulls),
+                cmocka_unit_test(test_json_text_is_tree),
                 cmocka_unit_test(test_line_confirmed),
                 cmocka_unit_test(test_line_suspected),
                 cmocka_unit_test(test_line_unexplained),
