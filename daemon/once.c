@@ -13,9 +13,10 @@
 #include "once.h"
 
 struct once_report {
-        char **lines;           /* one per record, in the order they came */
+        char **lines;           /* one per record, in the order they came (text form) */
         size_t n_lines;
-        bool json;
+        bool json;              /* JSON lines go straight to out: no summary to wait for */
+        FILE *out;
         int error;              /* -ENOMEM while collecting */
         struct ev_loop *loop;
 };
@@ -26,6 +27,14 @@ static int report_add(struct once_report *rep, char *line) {
         if (!line) {
                 rep->error = -ENOMEM;
                 return -ENOMEM;
+        }
+        if (rep->json) {
+                /* Streamed: a backlog's JSON can be gigabytes. */
+                int r = fputs(line, rep->out) < 0 || fputc('\n', rep->out) < 0 ? -EIO : 0;
+                free(line);
+                if (r < 0)
+                        rep->error = r;
+                return r;
         }
         lines = realloc(rep->lines, (rep->n_lines + 1) * sizeof(char *));
         if (!lines) {
@@ -46,7 +55,7 @@ static char *json_line(json_t *j) {
 
 static int sink_finding(const struct finding *f, void *userdata) {
         struct once_report *rep = userdata;
-        return report_add(rep, rep->json ? json_line(finding_to_json(f)) : finding_format_line(f));
+        return report_add(rep, rep->json ? finding_json_text(f) : finding_format_line(f));
 }
 
 static int sink_error(const struct error_event *e, void *userdata) {
@@ -111,7 +120,7 @@ enum once_status once_run(const struct s3_config *c, uint64_t since_sec, bool js
         struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
         struct http *http = NULL;
         struct monitor *m = NULL;
-        struct once_report rep = { .json = json, .loop = loop };
+        struct once_report rep = { .json = json, .out = out, .loop = loop };
         struct monitor_params p = {
                 .config = c,
                 .sink = { .finding = sink_finding, .error = sink_error, .userdata = &rep },
