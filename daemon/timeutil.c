@@ -131,12 +131,58 @@ int iso8601_parse(const char *s, time_t *ret) {
         return 0;
 }
 
+static void put_digits(char *out, int v, int width) {
+        for (int i = width - 1; i >= 0; i--) {
+                out[i] = (char) ('0' + v % 10);
+                v /= 10;
+        }
+}
+
+/* Proleptic Gregorian date of a day number since 1970-01-01 (H. Hinnant's
+ * civil_from_days): gmtime_r() takes the time zone lock on every call. */
+static void civil_from_days(int64_t z, int64_t *ret_y, int *ret_m, int *ret_d) {
+        int64_t era, y;
+        unsigned doe, yoe, doy, mp;
+
+        z += 719468;
+        era = (z >= 0 ? z : z - 146096) / 146097;
+        doe = (unsigned) (z - era * 146097);
+        yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+        y = (int64_t) yoe + era * 400;
+        doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        mp = (5 * doy + 2) / 153;
+        *ret_d = (int) (doy - (153 * mp + 2) / 5 + 1);
+        *ret_m = (int) (mp < 10 ? mp + 3 : mp - 9);
+        *ret_y = y + (*ret_m <= 2);
+}
+
 char *iso8601_format(time_t t, char buf[static ISO8601_BUFSZ]) {
-        struct tm tm;
-        if (!gmtime_r(&t, &tm) || tm.tm_year + 1900 > 9999 || tm.tm_year + 1900 < 0) {
+        int64_t days = (int64_t) t / 86400, secs = (int64_t) t % 86400, year;
+        int month, day;
+
+        if (secs < 0) {
+                secs += 86400;
+                days--;
+        }
+        civil_from_days(days, &year, &month, &day);
+        if (year > 9999 || year < 0) {
                 strcpy(buf, "1970-01-01T00:00:00Z");
                 return buf;
         }
-        strftime(buf, ISO8601_BUFSZ, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        /* By hand: strftime() is locale-aware and slow, and findings carry
+         * hundreds of times each. */
+        put_digits(buf, (int) year, 4);
+        buf[4] = '-';
+        put_digits(buf + 5, month, 2);
+        buf[7] = '-';
+        put_digits(buf + 8, day, 2);
+        buf[10] = 'T';
+        put_digits(buf + 11, (int) (secs / 3600), 2);
+        buf[13] = ':';
+        put_digits(buf + 14, (int) (secs / 60 % 60), 2);
+        buf[16] = ':';
+        put_digits(buf + 17, (int) (secs % 60), 2);
+        buf[19] = 'Z';
+        buf[20] = '\0';
         return buf;
 }
