@@ -267,6 +267,7 @@ struct ref {
         time_t at;
         const char *id;
         const void *row;
+        char *error;            /* error_summary() of the row, owned by the index */
 };
 
 /* A run of refs with one key (a workflow definition, or a step), by time. */
@@ -275,7 +276,24 @@ struct group {
         size_t first, n;
 };
 
+/* The suspects of one kind of alert, once per cycle: see suspect_memo_get(). */
+struct memo_entry {
+        struct suspect s;
+        char *name;                     /* the culprit's name */
+        const struct group *run;        /* its evidence in the index, or NULL */
+};
+
+struct suspect_memo {
+        bool valid;
+        const struct cache *cc;
+        unsigned item_types;
+        struct memo_entry *v;           /* culprit order but for evidence: kind, name, id */
+        size_t n;
+};
+
 struct correlate_evidence {
+        struct suspect_memo *memo;      /* [2]: email, ACT alerts; filled on first use */
+        size_t n_sessions, n_traces;
         struct ref *sessions;
         struct group *session_groups;   /* by key: the session's definition */
         size_t n_session_groups;
@@ -305,12 +323,25 @@ static void groups_free(struct group *g, size_t n) {
         free(g);
 }
 
+static void refs_free(struct ref *refs, size_t n) {
+        for (size_t i = 0; refs && i < n; i++)
+                free(refs[i].error);
+        free(refs);
+}
+
+static void suspect_memo_done(struct suspect_memo *m);
+
 void correlate_evidence_free(struct correlate_evidence *e) {
         if (!e)
                 return;
-        free(e->sessions);
+        if (e->memo) {
+                suspect_memo_done(&e->memo[0]);
+                suspect_memo_done(&e->memo[1]);
+                free(e->memo);
+        }
+        refs_free(e->sessions, e->n_sessions);
         groups_free(e->session_groups, e->n_session_groups);
-        free(e->traces);
+        refs_free(e->traces, e->n_traces);
         groups_free(e->trace_groups, e->n_trace_groups);
         free(e);
 }
@@ -352,6 +383,25 @@ static int group_refs(struct keyed_ref *k, size_t n, struct ref **ret_refs, stru
         return 0;
 }
 
+static char *error_summary(const char *text, const char *fallback);
+
+/* The summary of each piece of evidence, made once per cycle here rather
+ * than once per alert it is near (a backlog has hundreds of alerts per piece). */
+static int summarize(struct keyed_ref *k, size_t n, bool sessions) {
+        for (size_t i = 0; i < n; i++) {
+                k[i].ref.error = sessions ? error_summary(((const struct session_row *) k[i].ref.row)->error,
+                                                          "process session failed (no error text recorded)")
+                                          : error_summary(((const struct trace_row *) k[i].ref.row)->exception,
+                                                          "plug-in exception (no text)");
+                if (!k[i].ref.error) {
+                        while (i > 0)
+                                free(k[--i].ref.error);
+                        return -ENOMEM;
+                }
+        }
+        return 0;
+}
+
 int correlate_evidence_new(const struct cache *cc, const struct session_row *sessions, size_t n_sessions,
                            const struct trace_row *traces, size_t n_traces, struct correlate_evidence **ret) {
         _cleanup_(correlate_evidence_freep) struct correlate_evidence *e = calloc(1, sizeof(*e));
@@ -359,7 +409,7 @@ int correlate_evidence_new(const struct cache *cc, const struct session_row *ses
         size_t n = 0;
         int r;
 
-        if (!e)
+        if (!e || !(e->memo = calloc(2, sizeof(*e->memo))))
                 return -ENOMEM;
         if (n_sessions + n_traces > 0 && !(k = calloc(n_sessions + n_traces, sizeof(*k))))
                 return -ENOMEM;
@@ -370,20 +420,34 @@ int correlate_evidence_new(const struct cache *cc, const struct session_row *ses
                 if (s->statuscode != DV_STATUS_SESSION_FAILED || !s->process_id || !s->id)
                         continue;
                 definition = cc ? cache_workflow_definition_of(cc, s->process_id) : NULL;
-                k[n++] = (struct keyed_ref) { definition ? definition : s->process_id, { s->at, s->id, s } };
+                k[n++] = (struct keyed_ref) { definition ? definition : s->process_id, { s->at, s->id, s, NULL } };
         }
-        r = group_refs(k, n, &e->sessions, &e->session_groups, &e->n_session_groups);
+        r = summarize(k, n, true);
         if (r < 0)
                 return r;
+        r = group_refs(k, n, &e->sessions, &e->session_groups, &e->n_session_groups);
+        if (r < 0) {
+                for (size_t i = 0; i < n; i++)
+                        free(k[i].ref.error);
+                return r;
+        }
+        e->n_sessions = n;
         n = 0;
         for (size_t i = 0; i < n_traces; i++) {
                 const struct trace_row *t = &traces[i];
                 if (t->mode == 0 && t->step_id && t->id && t->exception && *t->exception)
-                        k[n++] = (struct keyed_ref) { t->step_id, { t->at, t->id, t } };
+                        k[n++] = (struct keyed_ref) { t->step_id, { t->at, t->id, t, NULL } };
         }
-        r = group_refs(k, n, &e->traces, &e->trace_groups, &e->n_trace_groups);
+        r = summarize(k, n, false);
         if (r < 0)
                 return r;
+        r = group_refs(k, n, &e->traces, &e->trace_groups, &e->n_trace_groups);
+        if (r < 0) {
+                for (size_t i = 0; i < n; i++)
+                        free(k[i].ref.error);
+                return r;
+        }
+        e->n_traces = n;
         *ret = TAKE_PTR(e);
         return 0;
 }
@@ -500,8 +564,21 @@ static char *error_summary(const char *text, const char *fallback) {
         return out;
 }
 
+/* At most CORRELATE_MAX_EVIDENCE: an insertion sort beats qsort()'s set-up. */
+static void candidates_sort(struct candidate *cand, size_t n) {
+        for (size_t i = 1; i < n; i++) {
+                struct candidate x = cand[i];
+                size_t j = i;
+                while (j > 0 && candidate_compare(&cand[j - 1], &x) > 0) {
+                        cand[j] = cand[j - 1];
+                        j--;
+                }
+                cand[j] = x;
+        }
+}
+
 static int evidence_fill(struct culprit *c, enum evidence_kind kind, struct candidate *cand, size_t n) {
-        sort(cand, n, sizeof(*cand), candidate_compare);
+        candidates_sort(cand, n);
         if (n == 0)
                 return 0;
         c->evidence = calloc(n, sizeof(*c->evidence));
@@ -514,40 +591,32 @@ static int evidence_fill(struct culprit *c, enum evidence_kind kind, struct cand
                 e->kind = kind;
                 e->at = ref->at;
                 e->id = strdup(ref->id);
-                if (kind == EVIDENCE_PROCESS_SESSION)
-                        e->error = error_summary(((const struct session_row *) ref->row)->error,
-                                                 "process session failed (no error text recorded)");
-                else
-                        e->error = error_summary(((const struct trace_row *) ref->row)->exception,
-                                                 "plug-in exception (no text)");
+                e->error = strdup(ref->error);
                 if (!e->id || !e->error)
                         return -ENOMEM;
         }
         return 0;
 }
 
-/* Sessions of the definition and of its activations (indexed together). */
-static int workflow_evidence(struct culprit *c, const struct workflow_row *w, const struct alert *a,
+/* Sessions of the definition and of its activations (indexed together);
+ * run is the definition's, found once per cycle (suspect_memo). */
+static int workflow_evidence(struct culprit *c, const struct group *run, const struct alert *a,
                              const struct correlate_evidence *ev, time_t window) {
         struct candidate cand[CORRELATE_MAX_EVIDENCE];
 
-        if (!ev)
+        if (!ev || !run)
                 return 0;
-        return evidence_fill(c, EVIDENCE_PROCESS_SESSION, cand,
-                             closest(ev->sessions, group_find(ev->session_groups, ev->n_session_groups, w->id),
-                                     a->at, window, NULL, cand));
+        return evidence_fill(c, EVIDENCE_PROCESS_SESSION, cand, closest(ev->sessions, run, a->at, window, NULL, cand));
 }
 
-static int step_evidence(struct culprit *c, const struct step_row *s, const struct alert *a,
+static int step_evidence(struct culprit *c, const struct step_row *s, const struct group *run, const struct alert *a,
                          const struct items *it, const struct correlate_evidence *ev, time_t window) {
         struct candidate cand[CORRELATE_MAX_EVIDENCE];
         struct trace_match m = { s, it };
 
-        if (!ev)
+        if (!ev || !run)
                 return 0;
-        return evidence_fill(c, EVIDENCE_PLUGIN_TRACE, cand,
-                             closest(ev->traces, group_find(ev->trace_groups, ev->n_trace_groups, s->id), a->at,
-                                     window, &m, cand));
+        return evidence_fill(c, EVIDENCE_PLUGIN_TRACE, cand, closest(ev->traces, run, a->at, window, &m, cand));
 }
 
 /* "appointment,task": the entity of a culprit that runs for all of them. */
@@ -569,31 +638,120 @@ static char *items_joined(const struct items *it) {
         return s;
 }
 
-static int culprit_fill(struct culprit *c, const struct suspect *s, const struct alert *a, const struct items *it,
+/* ---- suspects, once per kind of alert ------------------------------------
+ * The suspects of an alert depend only on the cache, its kind (email or ACT)
+ * and item_types: a cycle with thousands of new alerts finds them, names
+ * them, sorts them and looks their evidence runs up once, not per alert. */
+
+static void suspect_memo_done(struct suspect_memo *m) {
+        for (size_t i = 0; i < m->n; i++)
+                free(m->v[i].name);
+        free(m->v);
+        *m = (struct suspect_memo) {};
+}
+
+static const char *suspect_id(const struct suspect *s) {
+        return s->kind == CULPRIT_WORKFLOW ? s->workflow->id : s->step->id;
+}
+
+/* What culprit_fill() names it: the workflow's name (or id); the step's
+ * name, else "<plug-in type>: <message> of <entity>". */
+static char *suspect_name(const struct suspect *s, const struct items *it) {
+        _cleanup_free_ char *entity = NULL;
+        char *name;
+
+        if (s->kind == CULPRIT_WORKFLOW)
+                return strdup(s->workflow->name ? s->workflow->name : s->workflow->id);
+        if (s->step->name && *s->step->name)
+                return strdup(s->step->name);
+        if (!s->entity && !(entity = items_joined(it)))
+                return NULL;
+        if (asprintf(&name, "%s: %s of %s", s->step->plugin_type ? s->step->plugin_type : s->step->id, s->message,
+                     s->entity ? s->entity : entity) < 0)
+                return NULL;
+        return name;
+}
+
+static int memo_entry_compare(const void *a, const void *b) {
+        const struct memo_entry *x = a, *y = b;
+        int r;
+
+        if (x->s.kind != y->s.kind)
+                return x->s.kind == CULPRIT_WORKFLOW ? -1 : 1;
+        r = strcmp(x->name, y->name);
+        return r != 0 ? r : strcmp(suspect_id(&x->s), suspect_id(&y->s));
+}
+
+static int suspect_memo_build(struct suspect_memo *m, const struct cache *cc, bool act, const struct items *it,
+                              const struct correlate_evidence *ev, unsigned item_types) {
+        struct suspects s;
+        int r;
+
+        suspect_memo_done(m);
+        r = suspects_find(cc, act, it, &s);
+        if (r < 0)
+                return r;
+        if (s.n > 0 && !(m->v = calloc(s.n, sizeof(*m->v)))) {
+                suspects_done(&s);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < s.n; i++) {
+                struct memo_entry *e = &m->v[m->n];
+
+                e->s = s.v[i];
+                e->name = suspect_name(&s.v[i], it);
+                if (!e->name) {
+                        suspects_done(&s);
+                        suspect_memo_done(m);
+                        return -ENOMEM;
+                }
+                if (ev && e->s.kind == CULPRIT_WORKFLOW)
+                        e->run = group_find(ev->session_groups, ev->n_session_groups, e->s.workflow->id);
+                else if (ev)
+                        e->run = group_find(ev->trace_groups, ev->n_trace_groups, e->s.step->id);
+                m->n++;
+        }
+        suspects_done(&s);
+        sort(m->v, m->n, sizeof(*m->v), memo_entry_compare);
+        m->cc = cc;
+        m->item_types = item_types;
+        m->valid = true;
+        return 0;
+}
+
+/* The index's memo (its cache must not have changed since it was built:
+ * within a cycle it does not), or *scratch when there is no index. */
+static int suspect_memo_get(const struct correlate_evidence *ev, const struct cache *cc, bool act,
+                            const struct items *it, const struct correlate_params *p, struct suspect_memo *scratch,
+                            const struct suspect_memo **ret) {
+        struct suspect_memo *m = ev ? &ev->memo[act] : scratch;
+        int r;
+
+        if (!m->valid || m->cc != cc || m->item_types != effective_item_types(p)) {
+                r = suspect_memo_build(m, cc, act, it, ev, effective_item_types(p));
+                if (r < 0)
+                        return r;
+        }
+        *ret = m;
+        return 0;
+}
+
+static int culprit_fill(struct culprit *c, const struct memo_entry *e, const struct alert *a, const struct items *it,
                         const struct correlate_evidence *ev, time_t window) {
+        const struct suspect *s = &e->s;
+
         c->kind = s->kind;
         c->message = strdup(s->message);
         c->entity = s->entity ? strdup(s->entity) : items_joined(it);
-        if (!c->message || !c->entity)
+        c->id = strdup(suspect_id(s));
+        c->name = strdup(e->name);
+        if (!c->message || !c->entity || !c->id || !c->name)
                 return -ENOMEM;
-        if (s->kind == CULPRIT_WORKFLOW) {
-                c->id = strdup(s->workflow->id);
-                c->name = strdup(s->workflow->name ? s->workflow->name : s->workflow->id);
-                if (!c->id || !c->name)
-                        return -ENOMEM;
-                return workflow_evidence(c, s->workflow, a, ev, window);
-        }
-        c->id = strdup(s->step->id);
-        if (s->step->name && *s->step->name)
-                c->name = strdup(s->step->name);
-        else if (asprintf(&c->name, "%s: %s of %s", s->step->plugin_type ? s->step->plugin_type : s->step->id,
-                          s->message, c->entity) < 0)
-                c->name = NULL;
+        if (s->kind == CULPRIT_WORKFLOW)
+                return workflow_evidence(c, e->run, a, ev, window);
         if (s->step->plugin_type && !(c->plugin_type = strdup(s->step->plugin_type)))
                 return -ENOMEM;
-        if (!c->id || !c->name)
-                return -ENOMEM;
-        return step_evidence(c, s->step, a, it, ev, window);
+        return step_evidence(c, s->step, e->run, a, it, ev, window);
 }
 
 /* A culprit in the making, with what the notes need of its suspect. */
@@ -601,18 +759,6 @@ struct ranked {
         struct culprit culprit;
         bool keeps_no_logs;
 };
-
-static int ranked_compare(const void *a, const void *b) {
-        const struct culprit *x = &((const struct ranked *) a)->culprit, *y = &((const struct ranked *) b)->culprit;
-        int r;
-
-        if ((x->n_evidence > 0) != (y->n_evidence > 0))
-                return x->n_evidence > 0 ? -1 : 1;
-        if (x->kind != y->kind)
-                return x->kind == CULPRIT_WORKFLOW ? -1 : 1;
-        r = strcmp(strempty(x->name), strempty(y->name));
-        return r != 0 ? r : strcmp(x->id, y->id);
-}
 
 static int note_add(struct finding *f, const char *fmt, ...) _printf_(2, 3);
 static int note_add(struct finding *f, const char *fmt, ...) {
@@ -752,35 +898,36 @@ static int remedy_make(struct finding *f, const struct alert *a, const struct it
         return 0;
 }
 
-/* The suspects as culprits, with their evidence, in the order of a finding;
- * *ret_keeps_no_logs (freed by the caller) flags the workflows without
+/* The suspects as culprits, with their evidence, in the order of a finding
+ * (those with evidence first, each group in the memo's order: kind, name,
+ * id); *ret_keeps_no_logs (freed by the caller) flags the workflows without
  * failure logs, culprit by culprit. */
-static int culprits_make(struct finding *f, const struct alert *a, const struct items *it, const struct suspects *s,
+static int culprits_make(struct finding *f, const struct alert *a, const struct items *it, const struct suspect_memo *m,
                          const struct correlate_evidence *ev, const struct correlate_params *p,
                          bool **ret_keeps_no_logs) {
         _cleanup_free_ struct ranked *ranked = NULL;
-        size_t n = 0;
+        size_t n = 0, k = 0;
         int r = 0;
 
         *ret_keeps_no_logs = NULL;
-        if (s->n == 0)
+        if (m->n == 0)
                 return 0;
-        ranked = calloc(s->n, sizeof(*ranked));
-        f->culprits = calloc(s->n, sizeof(*f->culprits));
-        *ret_keeps_no_logs = calloc(s->n, sizeof(bool));
+        ranked = calloc(m->n, sizeof(*ranked));
+        f->culprits = calloc(m->n, sizeof(*f->culprits));
+        *ret_keeps_no_logs = calloc(m->n, sizeof(bool));
         if (!ranked || !f->culprits || !*ret_keeps_no_logs)
                 return -ENOMEM;
-        for (; n < s->n && r >= 0; n++) {
-                r = culprit_fill(&ranked[n].culprit, &s->v[n], a, it, ev, window_of(p));
-                ranked[n].keeps_no_logs = s->v[n].workflow && !s->v[n].workflow->keeps_failure_logs;
+        for (; n < m->n && r >= 0; n++) {
+                r = culprit_fill(&ranked[n].culprit, &m->v[n], a, it, ev, window_of(p));
+                ranked[n].keeps_no_logs = m->v[n].s.workflow && !m->v[n].s.workflow->keeps_failure_logs;
         }
-        if (r >= 0)
-                sort(ranked, n, sizeof(*ranked), ranked_compare);
         /* Hand every culprit over, even on failure, so finding_free() has them. */
-        for (size_t i = 0; i < n; i++) {
-                f->culprits[i] = ranked[i].culprit;
-                (*ret_keeps_no_logs)[i] = ranked[i].keeps_no_logs;
-        }
+        for (int with_evidence = 1; with_evidence >= 0; with_evidence--)
+                for (size_t i = 0; i < n; i++)
+                        if ((ranked[i].culprit.n_evidence > 0) == with_evidence) {
+                                f->culprits[k] = ranked[i].culprit;
+                                (*ret_keeps_no_logs)[k++] = ranked[i].keeps_no_logs;
+                        }
         f->n_culprits = n;
         return r;
 }
@@ -790,7 +937,8 @@ static int finding_make(const struct alert *a, const struct cache *cc, const str
                         struct finding *f) {
         struct items it = alert_items(a, p);
         _cleanup_free_ bool *keeps_no_logs = NULL;
-        struct suspects s;
+        _cleanup_(suspect_memo_done) struct suspect_memo scratch = {};
+        const struct suspect_memo *m;
         struct cache_mailbox mb;
         bool evidence = false;
         int r;
@@ -812,11 +960,9 @@ static int finding_make(const struct alert *a, const struct cache *cc, const str
                         return -ENOMEM;
         }
 
-        if ((r = suspects_find(cc, a->kind == ALERT_KIND_ACT, &it, &s)) < 0)
+        if ((r = suspect_memo_get(ev, cc, a->kind == ALERT_KIND_ACT, &it, p, &scratch, &m)) < 0)
                 return r;
-        r = culprits_make(f, a, &it, &s, ev, p, &keeps_no_logs);
-        suspects_done(&s);
-        if (r < 0)
+        if ((r = culprits_make(f, a, &it, m, ev, p, &keeps_no_logs)) < 0)
                 return r;
         for (size_t i = 0; i < f->n_culprits; i++)
                 evidence = evidence || f->culprits[i].n_evidence > 0;

@@ -73,7 +73,9 @@ void evidence_request_done(struct evidence_request *r);
  * cache; the cache is read here only), traces by step, each by time. Points
  * into the rows: they must outlive the index. Rows that can never be
  * evidence (not failed, asynchronous, no exception) are left out. cc may be
- * NULL (sessions are then matched on their own process id only). */
+ * NULL (sessions are then matched on their own process id only). The index
+ * also remembers each alert kind's suspects once found: correlate_finding()
+ * must be given the cache it was built with, unchanged since. */
 struct correlate_evidence;
 int correlate_evidence_new(const struct cache *cc, const struct session_row *sessions, size_t n_sessions,
                            const struct trace_row *traces, size_t n_traces, struct correlate_evidence **ret);
