@@ -212,6 +212,15 @@ DEFINE_PARSE_EACH(steps, struct step_row, rows_parse_step, step_row_done)
 DEFINE_PARSE_EACH(sessions, struct session_row, rows_parse_session, session_row_done)
 DEFINE_PARSE_EACH(traces, struct trace_row, rows_parse_trace, trace_row_done)
 
+/* The typed rows are copies: free the response's JSON at once. A first
+ * cycle holds it otherwise until its end, after the evidence: 2,000
+ * mailboxes are some 2.5 MB of jansson objects, times every environment
+ * in its first cycle at the same time. */
+static void drop_json(json_t **j) {
+        json_decref(*j);
+        *j = NULL;
+}
+
 static time_t since_overlap(time_t watermark) {
         return watermark > MONITOR_OVERLAP_SEC ? watermark - MONITOR_OVERLAP_SEC : 0;
 }
@@ -427,6 +436,8 @@ static void cycle_correlate(struct cycle *c) {
 
         sessions = parse_sessions(em, c->sessions, &n_sessions);
         traces = parse_traces(em, c->traces, &n_traces);
+        drop_json(&c->sessions);
+        drop_json(&c->traces);
         r = correlate_evidence_new(em->cache, sessions, n_sessions, traces, n_traces, &ev);
         if (r < 0) {
                 log_error("%s: cannot index evidence: %s", env_name(em), strerror(-r));
@@ -519,6 +530,8 @@ static void cycle_apply_config(struct cycle *c) {
 
         wf = parse_workflows(em, c->workflows, &n_wf);
         steps = parse_steps(em, c->steps, &n_steps);
+        drop_json(&c->workflows);
+        drop_json(&c->steps);
         r = c->full_config ? cache_replace_workflows(em->cache, wf, n_wf) : cache_update_workflows(em->cache, wf, n_wf);
         if (r >= 0)
                 r = c->full_config ? cache_replace_steps(em->cache, steps, n_steps)
@@ -658,6 +671,8 @@ static void cycle_detect(struct cycle *c) {
 
         mb = parse_mailboxes(em, c->mailboxes, &n_mb);
         tl = parse_tracelogs(em, c->tracelogs, &n_tl);
+        drop_json(&c->mailboxes);
+        drop_json(&c->tracelogs);
         for (size_t i = 0; i < n_mb; i++)
                 if (mb[i].modified_on > c->max_mailbox_at)
                         c->max_mailbox_at = mb[i].modified_on;
