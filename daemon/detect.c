@@ -377,6 +377,14 @@ int detect_alerts(const struct tracelog_row *tracelogs, size_t n_tracelogs,
         sort(alerts, n, sizeof(*alerts), alert_time_compare);
         if (n == 0)
                 alerts = mfree(alerts);
+        else if (n < n_tracelogs + n_mailboxes) {
+                /* Room was made for every row: a first poll reads every
+                 * mailbox (2,000 rows, 120 kB of room, for maybe 5 alerts),
+                 * and the cycle keeps the alerts until its end. */
+                struct alert *fit = realloc(alerts, n * sizeof(*alerts));
+                if (fit)
+                        alerts = fit;
+        }
         *ret = alerts;
         *ret_n = n;
         return 0;
