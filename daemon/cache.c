@@ -270,8 +270,49 @@ static int mailboxes_merge(struct cache *c, const struct mailbox_row *rows, size
         return 0;
 }
 
+/* The usual idle poll: the overlap brings the last few modified mailboxes
+ * again, all cached under the same name and address. Then only numbers
+ * change: update them where they are instead of rebuilding every entry and
+ * the string arena (with 200 environments x 2,000 mailboxes, that rebuild
+ * was a third of the daemon's steady-state CPU). false: merge instead. */
+#define MAILBOXES_IN_PLACE_MAX 64
+static bool mailboxes_update_in_place(struct cache *c, const struct mailbox_row *rows, size_t n) {
+        struct mailbox_entry *found[MAILBOXES_IN_PLACE_MAX];
+        time_t newest = 0;
+
+        if (n > MAILBOXES_IN_PLACE_MAX)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                struct mailbox_entry key;
+                const char *name, *email;
+
+                if (!rows[i].id || guid_to_bytes(rows[i].id, key.id) < 0 || c->n_mailboxes == 0)
+                        return false;
+                found[i] = bsearch(&key, c->mailboxes, c->n_mailboxes, sizeof(key), mailbox_entry_compare);
+                if (!found[i])
+                        return false;
+                name = c->arena + found[i]->strings;
+                email = name + strlen(name) + 1;
+                if (strcmp(name, strempty(rows[i].name)) != 0 || strcmp(email, strempty(rows[i].email)) != 0)
+                        return false;
+                for (size_t j = 0; j < i; j++)
+                        if (found[j] == found[i])
+                                return false; /* twice in one read: the merge picks the later */
+        }
+        for (size_t i = 0; i < n; i++) {
+                found[i]->incoming_status = rows[i].incoming_status;
+                found[i]->last_success_on = rows[i].last_success_on;
+                if (rows[i].modified_on > newest)
+                        newest = rows[i].modified_on;
+        }
+        advance_watermark(c, CACHE_MAILBOXES, newest);
+        return true;
+}
+
 int cache_update_mailboxes(struct cache *c, const struct mailbox_row *rows, size_t n) {
         if (n == 0)
+                return 0;
+        if (mailboxes_update_in_place(c, rows, n))
                 return 0;
         return mailboxes_merge(c, rows, n, true);
 }

@@ -271,6 +271,69 @@ static void test_mailboxes(void **state) {
                 mailbox_row_done(&rows[i]);
 }
 
+/* The idle poll's delta: the same mailboxes again, only numbers changed
+ * (updated where they are); twice in one read, the later one wins; a
+ * stranger among them still gets in. */
+static void test_mailboxes_idle_delta(void **state) {
+        (void) state;
+        _cleanup_(cache_freep) struct cache *c = new_cache();
+        struct mailbox_row rows[] = {
+                mailbox_of(1, "Support", "support@contoso.com", T0 - 200),
+                mailbox_of(2, "Sales", "sales@contoso.com", T0 - 300),
+                mailbox_of(3, NULL, NULL, T0 - 400),
+        };
+        struct mailbox_row delta[3] = {};
+        struct cache_mailbox m;
+
+        assert_int_equal(cache_replace_mailboxes(c, rows, 3), 0);
+        delta[0] = mailbox_of(1, "Support", "support@contoso.com", T0 - 100);
+        delta[0].incoming_status = 2;
+        delta[0].last_success_on = T0 - 90;
+        delta[1] = mailbox_of(3, NULL, NULL, T0 - 150);
+        delta[1].last_success_on = T0 - 140;
+        assert_int_equal(cache_update_mailboxes(c, delta, 2), 0);
+        assert_int_equal(cache_count(c, CACHE_MAILBOXES), 3);
+        assert_int_equal(cache_watermark(c, CACHE_MAILBOXES), T0 - 100);
+        assert_true(cache_mailbox_get(c, guid(K_MAILBOX, 1), &m));
+        assert_string_equal(m.name, "Support");
+        assert_string_equal(m.email, "support@contoso.com");
+        assert_int_equal(m.incoming_status, 2);
+        assert_int_equal(m.last_success_on, T0 - 90);
+        assert_true(cache_mailbox_get(c, guid(K_MAILBOX, 3), &m));
+        assert_null(m.name);
+        assert_int_equal(m.last_success_on, T0 - 140);
+        assert_true(cache_mailbox_get(c, guid(K_MAILBOX, 2), &m));
+        assert_int_equal(m.last_success_on, 0);
+
+        /* Twice in one read: the later modifiedon wins, whatever the order. */
+        mailbox_row_done(&delta[0]);
+        mailbox_row_done(&delta[1]);
+        delta[0] = mailbox_of(2, "Sales", "sales@contoso.com", T0 - 50);
+        delta[0].incoming_status = 3;
+        delta[1] = mailbox_of(2, "Sales", "sales@contoso.com", T0 - 60);
+        delta[1].incoming_status = 4;
+        assert_int_equal(cache_update_mailboxes(c, delta, 2), 0);
+        assert_true(cache_mailbox_get(c, guid(K_MAILBOX, 2), &m));
+        assert_int_equal(m.incoming_status, 3);
+        assert_int_equal(cache_watermark(c, CACHE_MAILBOXES), T0 - 50);
+
+        /* A new mailbox among known ones. */
+        mailbox_row_done(&delta[0]);
+        mailbox_row_done(&delta[1]);
+        delta[0] = mailbox_of(1, "Support", "support@contoso.com", T0 - 40);
+        delta[1] = mailbox_of(4, "New", "new@contoso.com", T0 - 30);
+        assert_int_equal(cache_update_mailboxes(c, delta, 2), 0);
+        assert_int_equal(cache_count(c, CACHE_MAILBOXES), 4);
+        assert_true(cache_mailbox_get(c, guid(K_MAILBOX, 4), &m));
+        assert_string_equal(m.name, "New");
+        assert_true(cache_mailbox_get(c, guid(K_MAILBOX, 1), &m));
+        assert_int_equal(m.incoming_status, 1); /* as mailbox_of() reads it */
+        mailbox_row_done(&delta[0]);
+        mailbox_row_done(&delta[1]);
+        for (size_t i = 0; i < 3; i++)
+                mailbox_row_done(&rows[i]);
+}
+
 /* Many mailboxes, fed in random order in deltas, all found again. */
 static void test_mailboxes_many(void **state) {
         (void) state;
@@ -308,6 +371,7 @@ int main(void) {
                 cmocka_unit_test(test_workflows_delta),
                 cmocka_unit_test(test_steps),
                 cmocka_unit_test(test_mailboxes),
+                cmocka_unit_test(test_mailboxes_idle_delta),
                 cmocka_unit_test(test_mailboxes_many),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
