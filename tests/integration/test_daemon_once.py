@@ -169,13 +169,16 @@ class ExitCodes(unittest.TestCase):
 
     def test_unknown_dataverse_down(self):
         sim = self.sim()
-        cfg = h.Config(self.wd, sim)
+        # the default interval (60s) sets the daemon's retry budget; --once
+        # gives up after 10 s so a monitoring system gets UNKNOWN in time
+        cfg = h.Config(self.wd, sim, interval=None)
         port = h.closed_port()
         cfg.envs["prod"] = {"url": f"http://127.0.0.1:{port}/prod",
                             "authority": f"http://127.0.0.1:{port}"}
         cfg.write()
         r = h.once(cfg)
-        self.assertUnknown(r, "could not check 1: prod")
+        first = self.assertUnknown(r, "could not check 1: prod")
+        self.assertIn("(retry budget 10 s)", first)
 
     def test_unknown_config_error(self):
         sim = self.sim()
