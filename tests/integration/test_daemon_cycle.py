@@ -30,7 +30,10 @@ class Base(unittest.TestCase):
         self.addCleanup(self.wd.cleanup)
         self.sim = h.Dvsim(h.with_environments(REALISTIC, self.envs), self.wd)
         self.addCleanup(self.sim.stop)
-        self.cfg = h.Config(self.wd, self.sim, **dict({"interval": "1s"}, **self.settings))
+        settings = dict({"interval": "1s"}, **self.settings)
+        if settings.get("metrics_file") == "METRICS":
+            settings["metrics_file"] = self.wd.join("s3mond.prom")
+        self.cfg = h.Config(self.wd, self.sim, **settings)
         self.d = h.Daemon(self.cfg)
         self.addCleanup(self.d.close)
         self.d.wait_record(lambda r: r["type"] == "finding", count=N_EXPECTED * len(self.envs),
@@ -57,7 +60,18 @@ class Base(unittest.TestCase):
 
 class IdleCost(Base):
     envs = ["prod", "staging", "dev"]
-    settings = {"config_refresh": "1h"}
+    settings = {"config_refresh": "1h", "metrics_file": "METRICS"}
+
+    def prom(self):
+        """The Prometheus textfile as {(name, labels): value}."""
+        out = {}
+        with open(self.cfg.settings["metrics_file"]) as f:
+            for line in f:
+                if line.startswith("#") or not line.strip():
+                    continue
+                key, value = line.rsplit(" ", 1)
+                out[key] = float(value)
+        return out
 
     def test_idle_cycles_cost_two_requests(self):
         self.polls(self.envs, 1)    # every environment is past its first cycle
@@ -78,7 +92,17 @@ class IdleCost(Base):
                 self.assertIn("modifiedon ge ", urllib.parse.unquote(entry["path"]))
         print("\n  " + "\n  ".join(report), file=sys.stderr)
         self.assertEqual(len(self.d.findings()), N_EXPECTED * len(self.envs))
+        # the metrics file says the same
+        m = self.prom()
+        self.assertEqual(m["s3mond_up"], 1)
+        for e in self.envs:
+            self.assertGreaterEqual(m[f's3mond_polls_total{{environment="{e}"}}'], 5)
+            self.assertEqual(m[f's3mond_poll_errors_total{{environment="{e}"}}'], 0)
+            self.assertEqual(m[f's3mond_open_findings{{environment="{e}"}}'], N_EXPECTED)
+            for verdict, n in (("confirmed", 1), ("suspected", 3), ("unexplained", 1)):
+                self.assertEqual(m[f's3mond_findings_total{{environment="{e}",verdict="{verdict}"}}'], n)
         self.stop()
+        self.assertEqual(self.prom()["s3mond_up"], 0)
 
 
 class ConfigRefresh(Base):

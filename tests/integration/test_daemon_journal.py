@@ -203,6 +203,31 @@ class Journal(unittest.TestCase):
         self.assertEqual(rc, 0, self.d.stderr())
 
 
+    def test_journald_outage_loses_nothing(self):
+        """journald unreachable while a new alert comes: the finding is not
+        noted as reported, so it comes once journald is back, once."""
+        if self.output != "journal":
+            self.skipTest("syslog(3) cannot tell a lost line")
+        self.findings(count=len(EXPECTED), timeout=h.GUARD)
+        with journald_ns.hidden("/run/systemd/journal"):
+            mb = h.mailbox_row("Returns")
+            self.sim.insert("prod", "mailboxes", mb)
+            alert = h.alert_row(mb["mailboxid"], "Returns")
+            self.sim.insert("prod", "tracelogs", alert)
+            h.wait_until(lambda: "could not emit finding" in self.d.stderr(), what="a failed emit")
+            self.d.notify.until(lambda m: m.startswith("STATUS="), what="a cycle during the outage")
+        new = self.entries(f"S3MOND_ALERT_ID={alert['tracelogid']}", count=1, timeout=h.GUARD)
+        for i in range(3):
+            self.d.notify.until(lambda m: m.startswith("STATUS="), what=f"cycle {i} after the outage")
+        new = self.entries(f"S3MOND_ALERT_ID={alert['tracelogid']}")
+        self.assertEqual(len(new), 1)
+        ids = [journald_ns.value(e, "S3MOND_FINDING_ID") for e in self.findings()]
+        self.assertEqual(len(ids), len(EXPECTED) + 1)
+        self.assertEqual(len(set(ids)), len(ids))
+        rc, _ = self.d.stop(signal.SIGTERM)
+        self.assertEqual(rc, 0, self.d.stderr())
+
+
 class Syslog(Journal):
     output = "syslog"
 

@@ -159,6 +159,73 @@ class Reload(Base):
         self.assertEqual(rc, 0, d.stderr())
 
 
+class ReloadEnvironments(Base):
+    """Reloads that replace or drop an environment."""
+    settings = {"interval": "1s"}
+    scenario = h.with_environments(REALISTIC, ["prod", "staging"])
+
+    def reload(self, d):
+        d.send_signal(signal.SIGHUP)
+        d.notify.until(lambda m: m.startswith("RELOADING=1"), what="RELOADING=1")
+        d.notify.until(lambda m: m == "READY=1", what="READY=1 after the reload")
+        self.assertNotIn("keeping the running configuration", d.stderr())
+
+    def test_new_secret_keeps_state(self):
+        d = self.daemon()
+        d.notify.until(lambda m: m == "READY=1")
+        d.wait_record(lambda r: r["type"] == "finding", count=2 * N_EXPECTED, what="initial findings")
+        # the secret is rotated: a changed connection, so prod's client is
+        # replaced, but its state (what was reported) stays
+        self.sim.set_env("prod", client_secret="rotated")
+        self.cfg.secret["prod"] = "rotated"
+        self.cfg.write()
+        tokens = self.sim.requests("prod", "token")
+        self.reload(d)
+        mb = h.mailbox_row("Returns")
+        self.sim.insert("prod", "mailboxes", mb)
+        alert = h.alert_row(mb["mailboxid"], "Returns")
+        self.sim.insert("prod", "tracelogs", alert)
+        d.wait_record(lambda r: r["type"] == "finding" and r["alert"]["id"] == alert["tracelogid"],
+                      what="a finding with the new secret")
+        for i in range(3):
+            d.notify.until(is_status, what=f"cycle {i}")
+        keys = [h.record_key(r) for r in d.records]
+        self.assertEqual(len(keys), len(set(keys)), "nothing reported twice after the reload")
+        self.assertEqual(len(keys), 2 * N_EXPECTED + 1, keys)
+        self.assertEqual([r for r in d.records if r["type"] == "error"], [])
+        self.assertGreater(self.sim.requests("prod", "token"), tokens, "a token with the new secret")
+        rc, _ = d.stop()
+        self.assertEqual(rc, 0, d.stderr())
+
+    def test_dropped_environment_stops_and_comes_back(self):
+        d = self.daemon()
+        d.notify.until(lambda m: m == "READY=1")
+        d.wait_record(lambda r: r["type"] == "finding", count=2 * N_EXPECTED, what="initial findings")
+        self.cfg.envs.pop("staging")
+        self.cfg.write()
+        self.reload(d)
+        time.sleep(0.5)     # a poll that was already on its way
+        staging = self.sim.requests("staging")
+        prod = self.sim.requests("prod", "tracelogs")
+        h.wait_until(lambda: self.sim.requests("prod", "tracelogs") >= prod + 3, what="3 polls of prod")
+        self.assertEqual(self.sim.requests("staging"), staging, "staging still polled after its removal")
+        self.assertIn("staging.state", self.cfg.state_files())
+        # back again: its state is read again, nothing is reported twice
+        self.cfg.envs["staging"] = {}
+        self.cfg.write()
+        before = self.sim.requests("staging", "tracelogs")
+        self.reload(d)
+        h.wait_until(lambda: self.sim.requests("staging", "tracelogs") >= before + 2,
+                     what="staging polled again")
+        for i in range(2):
+            d.notify.until(is_status, what=f"cycle {i}")
+        keys = [h.record_key(r) for r in d.records]
+        self.assertEqual(len(keys), len(set(keys)), keys)
+        self.assertEqual(len(keys), 2 * N_EXPECTED)
+        rc, _ = d.stop()
+        self.assertEqual(rc, 0, d.stderr())
+
+
 class Stop(Base):
     settings = {"interval": "1s"}
 
