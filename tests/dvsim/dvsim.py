@@ -54,7 +54,8 @@ Admin API (JSON in and out):
   POST   /_admin/stats/reset          zero the statistics
   GET    /_admin/health               {"ok": true, "port": N, "environments": [...]}
   GET    /_admin/expected             the "expected" keys of the loaded scenarios
-  POST   /_admin/shutdown             stop the server
+  POST   /_admin/scenario             load another scenario (a JSON body) into the server
+  POST   /_admin/shutdown             stop the server (so does SIGTERM; exit status 0)
 
 Faults: {"target": "<env>/<set>" | "<env>/token" | "<env>" | "token" | "*",
          "kind": KIND, "count": N (default 1) | "duration": SECONDS, "skip": K}
@@ -101,6 +102,7 @@ import operator
 import os
 import re
 import secrets
+import signal
 import socket
 import struct
 import sys
@@ -2477,6 +2479,11 @@ class Handler(BaseHTTPRequestHandler):
             return Response(200, sim.expected)
         if segs == ["shutdown"] and method == "POST":
             return Response(200, {"ok": True})
+        if segs == ["scenario"] and method == "POST":
+            with sim.lock:
+                before = set(sim.envs)
+                sim.load(data, "admin scenario")
+                return Response(200, {"environments": [e for e in sim.envs if e not in before]})
         if segs == ["tokens", "revoke"] and method == "POST":
             env = (data or {}).get("env") if isinstance(data, dict) else None
             with sim.lock:
@@ -2594,9 +2601,13 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 1024
 
 
+class Server6(Server):
+    address_family = socket.AF_INET6
+
+
 def make_server(sim, host="127.0.0.1", port=0):
     handler = type("BoundHandler", (Handler,), {"sim": sim})
-    server = Server((host, port), handler)
+    server = (Server6 if ":" in host else Server)((host, port), handler)
     sim.server = server
     sim.port = server.server_address[1]
     return server
@@ -2674,6 +2685,9 @@ def main(argv=None):
             print("dvsim:   %-12s url http://%s:%d/%s  tenant %s  client_id %s"
                   % (env.name, args.host, sim.port, env.name, env.tenant, env.client_id),
                   file=sys.stderr)
+    def on_term(_sig, _frame):
+        threading.Thread(target=server.shutdown, daemon=True).start()
+    signal.signal(signal.SIGTERM, on_term)
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:

@@ -5,6 +5,7 @@ import http.client
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -788,10 +789,19 @@ class TestAdmin(Base):
             r, _ = self.request("POST", "/_admin/faults", spec)
             self.assertEqual(r.status, 400)
 
+    def test_load_scenario_at_runtime(self):
+        extra = {"environments": [{"name": "late%d" % os.getpid(), "tenant": "late.example",
+                                   "client_id": CID, "client_secret": "late",
+                                   "tables": {"mailboxes": [{"name": "Late box"}]}}]}
+        res = self.admin("POST", "/_admin/scenario", extra)
+        self.assertEqual(res["environments"], ["late%d" % os.getpid()])
+        r, _ = self.request("POST", "/_admin/scenario", extra)
+        self.assertEqual(r.status, 400)
+
     def test_health_and_expected(self):
         h = self.admin("GET", "/_admin/health")
         self.assertEqual(h["port"], self.port)
-        self.assertEqual(h["environments"], ["prod", "test"])
+        self.assertEqual(h["environments"][:2], ["prod", "test"])
 
 
 class TestScenario(unittest.TestCase):
@@ -1141,6 +1151,35 @@ class TestCli(unittest.TestCase):
             self.assertIn("bogus", p.stderr)
         finally:
             os.unlink(f.name)
+
+    def test_sigterm_ipv6_and_log(self):
+        if not socket.has_ipv6:
+            self.skipTest("no IPv6")
+        with tempfile.TemporaryDirectory() as d:
+            pf, log = os.path.join(d, "port"), os.path.join(d, "log")
+            p = subprocess.Popen([sys.executable, os.path.join(HERE, "dvsim.py"), "--host", "::1",
+                                  "--port-file", pf, "--log", log, "--quiet"])
+            try:
+                deadline = time.monotonic() + 10
+                while not os.path.exists(pf) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                with open(pf) as f:
+                    port = int(f.read())
+                try:
+                    conn = http.client.HTTPConnection("::1", port, timeout=5)
+                    conn.request("GET", "/_admin/health")
+                    self.assertEqual(conn.getresponse().status, 200)
+                    conn.close()
+                except OSError as e:
+                    self.skipTest("IPv6 loopback unusable: %s" % e)
+                p.terminate()
+                self.assertEqual(p.wait(timeout=10), 0)
+                with open(log) as f:
+                    self.assertIn("/_admin/health", f.read())
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
 
     def test_port_file_serve_and_shutdown(self):
         with tempfile.TemporaryDirectory() as d:
