@@ -452,24 +452,26 @@ _REL_FAST = re.compile(r"^now-(\d+)s$")
 
 
 def parse_time(value, now):
-    """A scenario datetime: ISO 8601 or "now[+-]N[smhd]..." -> epoch int."""
+    """A scenario datetime: ISO 8601 or "now[+-]N[smhd]..." -> epoch seconds.
+    Kept to the millisecond like the service's SQL datetime columns; the Web API
+    serves them truncated to the second (fmt_time)."""
     if not isinstance(value, str):
         raise ValueError("a datetime must be a string")
     m = _REL_FAST.match(value)
     if m:
-        return int(now) - int(m.group(1))
+        return round(now - int(m.group(1)), 3)
     m = _REL_RE.match(value.strip())
     if m:
         t = now
         for sign, parts in _REL_TERM_RE.findall(m.group(1)):
             secs = sum(float(n) * _UNIT[u] for n, u in _REL_PART_RE.findall(parts))
             t += secs if sign == "+" else -secs
-        return int(t)
+        return round(t, 3)
     t = parse_iso(value)
     if t is None:
         raise ValueError("not an ISO 8601 datetime with Z or offset, nor now[+-]N[smhd]: %r"
                          % value)
-    return int(t)
+    return round(t, 3)
 
 
 def fmt_time(t):
@@ -603,7 +605,7 @@ class Env:
                 row[key] = value
             elif k == "dt" and type(value) is str and value.startswith("now-") \
                     and value.endswith("s") and value[4:-1].isdigit():
-                row[key] = int(now) - int(value[4:-1])
+                row[key] = round(now - int(value[4:-1]), 3)
             elif k in ("guid", "lookup") and type(value) is str and len(value) == 36 \
                     and _GUID_LOWER.match(value):
                 row[key] = value
@@ -619,7 +621,7 @@ class Env:
                 row[schema.pk] = new_guid()
             for c in ("createdon", "modifiedon"):
                 if c in schema.cols and c not in data:
-                    row[c] = int(now)
+                    row[c] = round(now, 3)
             if "modifiedon" in schema.cols and row.get("createdon") is not None and \
                     "modifiedon" not in data:
                 row["modifiedon"] = max(row["modifiedon"], row["createdon"])
@@ -663,7 +665,7 @@ class Env:
         existing = td.rows.get(pk) if pk else None
         row = self.make_row(schema, data, now, where, existing)
         if existing and "modifiedon" in schema.cols and "modifiedon" not in data:
-            row["modifiedon"] = int(now)
+            row["modifiedon"] = round(now, 3)
         if check:
             self.check_lookups(schema, row, where)
         row["@v"] = self.next_version()

@@ -366,6 +366,24 @@ class TestQuery(Base):
         body = self.ok("mailboxes?$select=name&$filter=name%20eq%20@p1&@p1='Support'")
         self.assertEqual([r["mailboxid"] for r in body["value"]], [MB1])
 
+    def test_datetimes_kept_to_the_millisecond_served_to_the_second(self):
+        res = self.admin("POST", "/_admin/prod/tracelogs",
+                         {"level": 1, "text": "ms", "_regardingobjectid_value": MB1,
+                          "modifiedon": "2020-01-02T03:04:05.250Z"})
+        tid = res["ids"][0]
+        try:
+            row = self.ok("tracelogs(%s)?$select=modifiedon" % tid)
+            self.assertEqual(row["modifiedon"], "2020-01-02T03:04:05Z")
+
+            def n(flt):
+                return len(self.ok("tracelogs?" + self.q(select="tracelogid", filter=flt))["value"])
+            self.assertEqual(n("modifiedon gt 2020-01-02T03:04:05Z and text eq 'ms'"), 1)
+            self.assertEqual(n("modifiedon eq 2020-01-02T03:04:05Z"), 0)
+            self.assertEqual(n("modifiedon eq 2020-01-02T03:04:05.25Z"), 1)
+            self.assertEqual(n("modifiedon gt 2020-01-02T03:04:05.250Z and text eq 'ms'"), 0)
+        finally:
+            self.admin("DELETE", "/_admin/prod/tracelogs/" + tid)
+
     def test_null_is_unknown(self):
         # SQL semantics: a null column matches neither eq nor ne a value
         body = self.ok("mailboxes?" + self.q(select="name", filter="emailaddress ne 'x@y'"))
