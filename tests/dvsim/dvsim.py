@@ -76,6 +76,15 @@ Faults: {"target": "<env>/<set>" | "<env>/token" | "<env>" | "token" | "*",
   "skip": K lets the first K matching requests through first; the fault then
   hits the next "count" requests (or all requests for "duration" seconds).
 
+Stats: {"started": T, "environments": {"prod": {"requests": N, "status": {"200": N},
+  "bytes_sent": N, "writes": N, "sets": {"tracelogs": {"requests", "status",
+  "bytes_sent", "log": [{"t": 1795600001.123, "status": 429, "method": "GET",
+  "path": "/prod/api/...", "fault": "429"}, ...]}, "token": {...}}}}}
+  A request is in the stats before its answer is sent; "status" 0 is a reset.
+
+Datetimes are kept to the millisecond and served to the second, like the
+service: "modifiedon gt <a value just read>" returns that row again.
+
 Examples:
   python3 tests/dvsim/dvsim.py --scenario tests/fixtures/realistic.json --port 0 \\
       --port-file /tmp/dvsim.port --quiet &
@@ -88,6 +97,10 @@ Examples:
   curl -s -d '{"target":"prod/tracelogs","kind":"429","retry_after":2,"count":3}' \\
       http://127.0.0.1:$P/_admin/faults
   curl -s http://127.0.0.1:$P/_admin/stats | jq .environments.prod.sets.tracelogs.status
+  (curl needs -g for URLs with [ ], e.g. Microsoft.Dynamics.CRM.In(...PropertyValues=['1']))
+
+More: tests/dvsim/README.md; large scenarios: tests/dvsim/gen.py --help; fixtures with
+their expected findings: tests/fixtures/.
 """
 
 import argparse
