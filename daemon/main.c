@@ -10,8 +10,11 @@
 #include "build-config.h"
 #include "cli.h"
 #include "config.h"
+#include "daemon_run.h"
 #include "log.h"
 #include "macro.h"
+#include "once.h"
+#include "probe.h"
 
 /* systemd sets $JOURNAL_STREAM to the device:inode of the stream it connected. */
 static bool stderr_is_journal(void) {
@@ -70,10 +73,11 @@ int main(int argc, char **argv) {
         switch (args.mode) {
         case CLI_MODE_CHECK_CONFIG:
                 return config_dump(config, stdout) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+        case CLI_MODE_ONCE:
+                return (int) once_run(config, args.since_sec, args.output == OUTPUT_JSON, stdout);
+        case CLI_MODE_PROBE:
+                return probe_run(config, stdout);
         default:
-                log_error("%s is not implemented yet", cli_mode_to_string(args.mode));
-                if (args.mode == CLI_MODE_ONCE)
-                        printf("S3MOND UNKNOWN - --once is not implemented yet\n");
-                return CLI_EXIT_UNKNOWN;
+                return daemon_run(&args, TAKE_PTR(config));
         }
 }

@@ -1,0 +1,159 @@
+/* once.c: the one-shot check: runs the monitor for a single stateless cycle
+ * per environment, collects what it reports, prints the plugin report.
+ * Owns the report's shape; knows nothing of how a cycle works. */
+#include <errno.h>
+#include <ev.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "finding.h"
+#include "http.h"
+#include "log.h"
+#include "monitor.h"
+#include "once.h"
+
+struct once_report {
+        char **lines;           /* one per record, in the order they came */
+        size_t n_lines;
+        bool json;
+        int error;              /* -ENOMEM while collecting */
+        struct ev_loop *loop;
+};
+
+static int report_add(struct once_report *rep, char *line) {
+        char **lines;
+
+        if (!line) {
+                rep->error = -ENOMEM;
+                return -ENOMEM;
+        }
+        lines = realloc(rep->lines, (rep->n_lines + 1) * sizeof(char *));
+        if (!lines) {
+                free(line);
+                rep->error = -ENOMEM;
+                return -ENOMEM;
+        }
+        rep->lines = lines;
+        rep->lines[rep->n_lines++] = line;
+        return 0;
+}
+
+static char *json_line(json_t *j) {
+        char *s = j ? finding_json_dumps(j) : NULL;
+        json_decref(j);
+        return s;
+}
+
+static int sink_finding(const struct finding *f, void *userdata) {
+        struct once_report *rep = userdata;
+        return report_add(rep, rep->json ? json_line(finding_to_json(f)) : finding_format_line(f));
+}
+
+static int sink_error(const struct error_event *e, void *userdata) {
+        struct once_report *rep = userdata;
+        /* The human report names failures in its summary; JSON readers get the event. */
+        return rep->json ? report_add(rep, json_line(error_event_to_json(e))) : 0;
+}
+
+static void cycle_done(struct monitor *m, void *userdata) {
+        struct once_report *rep = userdata;
+        struct monitor_summary s;
+
+        monitor_get_summary(m, &s);
+        if (s.completed == s.environments)
+                ev_break(rep->loop, EVBREAK_ALL);
+}
+
+const char *once_status_to_string(enum once_status s) {
+        static const char *const names[] = { "OK", "WARNING", "CRITICAL", "UNKNOWN" };
+        return (unsigned) s < ELEMENTSOF(names) ? names[s] : "UNKNOWN";
+}
+
+static enum once_status status_of(const struct monitor_summary *s) {
+        unsigned total = s->findings[VERDICT_CONFIRMED] + s->findings[VERDICT_SUSPECTED] +
+                         s->findings[VERDICT_UNEXPLAINED];
+
+        if (s->findings[VERDICT_CONFIRMED] > 0)
+                return ONCE_CRITICAL;
+        if (s->failing > 0)
+                return ONCE_UNKNOWN;
+        return total > 0 ? ONCE_WARNING : ONCE_OK;
+}
+
+/* The summary is one line and '|' starts its performance data. */
+static void fput_summary_text(const char *s, FILE *out) {
+        for (; *s; s++)
+                fputc(*s == '|' || *s == '\n' || *s == '\r' ? ' ' : *s, out);
+}
+
+static void print_summary(const struct monitor *m, const struct monitor_summary *s, enum once_status st,
+                          FILE *out) {
+        unsigned confirmed = s->findings[VERDICT_CONFIRMED];
+        unsigned total = confirmed + s->findings[VERDICT_SUSPECTED] + s->findings[VERDICT_UNEXPLAINED];
+        const char *env, *message;
+        size_t cursor = 0;
+
+        fprintf(out, "S3MOND %s - %u finding%s (%u confirmed) in %u environment%s", once_status_to_string(st),
+                total, total == 1 ? "" : "s", confirmed, s->environments, s->environments == 1 ? "" : "s");
+        if (s->failing > 0) {
+                fprintf(out, "; could not check %u:", s->failing);
+                while ((env = monitor_next_failure(m, &cursor, &message))) {
+                        fprintf(out, " %s (", env);
+                        fput_summary_text(message ? message : "failed", out);
+                        fputc(')', out);
+                }
+        }
+        fprintf(out, " | findings=%u;;;0 confirmed=%u;;;0 suspected=%u;;;0 unexplained=%u;;;0 failed_environments=%u;;;0\n",
+                total, confirmed, s->findings[VERDICT_SUSPECTED], s->findings[VERDICT_UNEXPLAINED], s->failing);
+}
+
+enum once_status once_run(const struct s3_config *c, uint64_t since_sec, bool json, FILE *out) {
+        struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+        struct http *http = NULL;
+        struct monitor *m = NULL;
+        struct once_report rep = { .json = json, .loop = loop };
+        struct monitor_params p = {
+                .config = c,
+                .sink = { .finding = sink_finding, .error = sink_error, .userdata = &rep },
+                .once = true,
+                .once_since_sec = since_sec,
+                .cycle_done = cycle_done,
+                .userdata = &rep,
+        };
+        _cleanup_free_ char *error = NULL;
+        struct monitor_summary s = {};
+        enum once_status st = ONCE_UNKNOWN;
+        int r;
+
+        if (!loop) {
+                fprintf(out, "S3MOND UNKNOWN - cannot create the event loop\n");
+                return ONCE_UNKNOWN;
+        }
+        r = http_new(loop, &http);
+        if (r >= 0)
+                r = monitor_new(loop, http, &p, &m, &error);
+        if (r >= 0)
+                r = monitor_start(m);
+        if (r < 0) {
+                log_error("%s", error ? error : strerror(-r));
+                fprintf(out, "S3MOND UNKNOWN - %s\n", error ? error : strerror(-r));
+                goto out;
+        }
+        ev_run(loop, 0);
+
+        monitor_get_summary(m, &s);
+        st = rep.error < 0 ? ONCE_UNKNOWN : status_of(&s);
+        if (!json)
+                print_summary(m, &s, st, out);
+        for (size_t i = 0; i < rep.n_lines; i++)
+                fprintf(out, "%s\n", rep.lines[i]);
+        fflush(out);
+out:
+        monitor_free(m);
+        http_free(http);
+        ev_loop_destroy(loop);
+        for (size_t i = 0; i < rep.n_lines; i++)
+                free(rep.lines[i]);
+        free(rep.lines);
+        return st;
+}
