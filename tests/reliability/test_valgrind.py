@@ -8,10 +8,11 @@ with a metrics file, under `valgrind --leak-check=full --error-exitcode=99
 --errors-for-leak-kinds=definite,indirect`. While it runs: new alerts with
 evidence arrive, faults hit (429, 500, reset, invalid JSON, truncated bodies,
 401s, a failing token endpoint, a foreign nextLink), tokens are revoked, the
-configuration is reloaded (SIGHUP). It stops on SIGTERM once the metrics file
-counts at least 1,000 polls. Pass: valgrind reports no error (definitely and
-indirectly lost 0, no invalid read/write, no uninitialised use), s3mond exits 0
-and every expected finding was reported once.
+configuration is reloaded (SIGHUP). Once the metrics file counts at least 1,000
+polls the faults stop, the last findings arrive, and SIGTERM ends it. Pass:
+valgrind reports no error (definitely and indirectly lost 0, no invalid
+read/write, no uninitialised use), s3mond exits 0, and every expected finding
+was reported once (evidence lists aside: see below).
 """
 
 import os
@@ -95,7 +96,14 @@ def main():
                     d.proc.send_signal(signal.SIGHUP)
                 step += 1
             n_polls = polls(metrics)
-            time.sleep(3)
+            # no more trouble: what is still in flight arrives, then stop
+            sim.clear_faults()
+            n_expected = sum(len(rlib.expected_findings(sim.scenario, n)) for n in names)
+            try:
+                d.wait_for(lambda r: rlib.findings_count(r) >= n_expected, 60, "the last findings")
+            except AssertionError as e:
+                log(str(e))
+            time.sleep(2)
             rc = d.stop(timeout=60)
         finally:
             sim.kill()
@@ -118,10 +126,11 @@ def main():
         if n_polls < MIN_POLLS:
             print("only %d polls, expected %d" % (n_polls, MIN_POLLS))
             failed = True
-        # Findings still in flight at the stop are late, not lost, and evidence
-        # inserted later lands near earlier alerts of the same environment: here
-        # only "none twice, nothing unexpected" holds; the rest is the matrix's job.
-        bad = [p for p in problems if "times" in p or "unexpected" in p]
+        # Evidence inserted later lands near earlier alerts of the same environment
+        # (the oracle, asked at the end, counts it; s3mond rightly did not have it
+        # yet): compare everything but the evidence lists.
+        bad = [p for p in problems if not (": evidence " in p and "verdict" not in p and
+                                           "culprits" not in p)]
         if bad:
             print("\n".join(bad[:20]))
             failed = True
