@@ -1,9 +1,9 @@
-# hostile: the hostile scenario of tests/fixtures/hostile.json plus what a
+# hostile: the hostile scenario of tests/fixtures/hostile-odd.json plus what a
 # fixture file must not hold (NUL, lone surrogates, 100 KiB strings), and a
 # mangler that makes dvsim's answers odd the way a newer service could.
 """Hostile data for s3mond (shared by test_hostile.py and test_hostile_journal.py).
 
-scenario() = tests/fixtures/hostile.json (absolute times) plus, at run time:
+scenario() = tests/fixtures/hostile-odd.json (absolute times) plus, at run time:
   - mailbox NUL_MB named with a NUL and lone surrogates, and its alert whose text
     holds a lone surrogate: dvsim sends them as \\u0000 / \\ud83d escapes (what a
     .NET service can send: a NUL in a column, a string cut inside a pair);
@@ -34,7 +34,7 @@ BAD_ID = "c7000000-0000-4000-8000-000000000009' or 1 eq 1 or workflowid ne '\n\x
 
 
 def scenario():
-    sc = rlib.absolutize(rlib.load_fixture("hostile.json"))
+    sc = rlib.absolutize(rlib.load_fixture("hostile-odd.json"))
     env = sc["environments"][0]
     t = env["tables"]
     now = __import__("time").time()
