@@ -12,6 +12,9 @@ id or name can never change one) nor any piece of the injection attempt; a row
 with a hostile id is skipped with a warning that stays on one line without
 control characters; the stderr and --once outputs carry no control character.
 
+TestOtherHostileFixtures: tests/fixtures/hostile.json and transport/nul.json
+end to end: findings exact, no error record (a NUL no longer fails its page).
+
 TestBigPage: 100,000 tracelog rows of level 2 (250 of them alerts) read through
 20 pages of 5000 following @odata.nextLink; every alert reported once.
 """
@@ -149,6 +152,48 @@ class TestHostile(unittest.TestCase):
                            timeout=120)
         recs = [json.loads(x) for x in strict_lines(p.stdout)]
         self.assertEqual(len([r for r in recs if r.get("type") == "finding"]), len(self.expected[ENV]))
+
+
+class TestOtherHostileFixtures(unittest.TestCase):
+    """hostile.json (names at their maximum length, a ~130 KB exception) and
+    transport/nul.json (a NUL inside the evidence's exception) end to end."""
+
+    def run_fixture(self, name):
+        td = rlib.TempDir("s3mond-fixture-")
+        with td as tmp:
+            sc = rlib.absolutize(rlib.load_fixture(name))
+            sim = rlib.Dvsim(sc, tmp, "dvsim").start()
+            try:
+                envs = [e["name"] for e in sc["environments"]]
+                conf = rlib.write_config(tmp, [(sim, e, None) for e in envs], {"interval": "1s"})
+                expected = {e: rlib.expected_findings(sim.scenario, e) for e in envs}
+                n = sum(len(v) for v in expected.values())
+                d = rlib.Daemon(conf, tmp, ["-v"]).start()
+                try:
+                    d.wait_for(lambda r: rlib.findings_count(r) >= n, 60, "%s's findings" % name)
+                    time.sleep(2.5)
+                finally:
+                    rc = d.stop()
+                self.assertEqual(rc, 0, d.stderr_tail())
+                counts, problems = rlib.compare_findings(d.records, expected)
+                self.assertEqual(problems, [])
+                self.assertEqual([r for r in d.records if r.get("type") in ("error", "_unparsable")], [])
+                with open(d.stdout_path, "rb") as f:
+                    strict_lines(f.read())
+                return d.snapshot("finding")
+            finally:
+                sim.kill()
+
+    def test_hostile_json(self):
+        self.run_fixture("hostile.json")
+
+    def test_nul_in_evidence_is_replaced_not_lost(self):
+        findings = self.run_fixture(os.path.join("transport", "nul.json"))
+        errors = [ev.get("error", "") for f in findings for c in f["culprits"]
+                  for ev in c.get("evidence", [])]
+        self.assertTrue(any(e.startswith("NUL\ufffdinside") for e in errors),
+                        "the NUL should read U+FFFD, the text around it kept: %r" %
+                        [e[:40] for e in errors])
 
 
 class TestBigPage(unittest.TestCase):
