@@ -221,11 +221,17 @@ class Dvsim:
     def revoke(self, env=None):
         return self.admin("POST", "tokens/revoke", {"env": env} if env else {})
 
-    def insert(self, env, rows_by_set):
-        """Insert rows ({set: [rows]}, absolute times) now, and into the kept scenario."""
+    def insert(self, env, rows_by_set, offline=False):
+        """Insert rows ({set: [rows]}, absolute times) now, and into the kept scenario
+        (OFFLINE: only there, for the next start). Evidence goes in before the alerts
+        (tracelogs, mailboxes last): a poll between two inserts must not see an alert
+        whose evidence is not there yet."""
         e = env_of(self.scenario, env)
-        for set_name, rows in rows_by_set.items():
-            self.admin("POST", "%s/%s" % (env, set_name), rows)
+        last = ("mailboxes", "tracelogs")
+        for set_name in sorted(rows_by_set, key=lambda k: (k in last, last.index(k) if k in last else 0)):
+            rows = rows_by_set[set_name]
+            if not offline:
+                self.admin("POST", "%s/%s" % (env, set_name), rows)
             e.setdefault("tables", {}).setdefault(set_name, []).extend(copy.deepcopy(rows))
 
     def stats(self):

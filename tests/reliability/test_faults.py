@@ -178,19 +178,20 @@ def run_case(case, tmp):
                         30 + 2 * case.interval, "the initial findings")
         time.sleep(min(case.interval, 2) + 0.5)     # let the cycle end and the memory settle
 
-        # arm: the fault, a new alert with evidence, and for token faults no valid token
+        # arm: the fault (for token faults: no valid token either), then a new
+        # alert with evidence, so that the fault meets the alert's cycle
         t_arm = time.time()
-        a.insert(PROD, rlib.new_alert_rows(at=t_arm - 1))
-        if case.target == "token":
-            a.add_fault(case.spec)
-            a.revoke(PROD)
-        elif case.kind == "refused":
-            a.revoke(PROD)
+        rows = rlib.new_alert_rows(at=t_arm - 1)
+        if case.kind == "refused":
             a.stop()
+            a.insert(PROD, rows, offline=True)      # there when it comes back
             time.sleep(case.down)
             a.restart()
         else:
             a.add_fault(case.spec)
+            if case.target == "token":
+                a.revoke(PROD)
+            a.insert(PROD, rows)
         t_fault_end = time.time() if case.kind == "refused" else t_arm + case.window
 
         final = {PROD: rlib.expected_findings(a.scenario, PROD),
