@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -42,6 +43,15 @@ int main(int argc, char **argv) {
         int r;
 
         log_set_syslog_prefix(stderr_is_journal());
+
+        /* The client secret and the bearer tokens live in this process's memory. A
+         * core dump (core_pattern, systemd-coredump) would put them in a file on
+         * disk; not being dumpable means no core is written, and other processes of
+         * the same user can neither ptrace us nor read /proc/<pid>/mem or environ.
+         * Set before the configuration (and so the secret) is read. To debug a
+         * crash, run s3mond under a debugger (as root) instead. */
+        if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+                log_warning("cannot make the process non-dumpable: %m");
 
         r = cli_parse(argc, argv, &args, &error);
         if (r < 0) {

@@ -54,6 +54,7 @@ struct env_monitor {
         unsigned refreshes;                     /* delta refreshes since the last full read */
         bool completed;                         /* at least one cycle ran to its end */
         bool failing;                           /* the last cycle failed */
+        bool save_failing;                      /* the last state_save() failed */
         time_t failing_since;
         unsigned failures;
         char *failure_query;
@@ -372,8 +373,16 @@ static void cycle_save(struct cycle *c) {
         r = state_save(em->state, &error);
         if (r < 0) {
                 metrics_inc_state_save_errors(em->metrics);
-                log_warning("%s: state not saved (will retry next cycle): %s", env_name(em),
-                            error ? error : strerror(-r));
+                /* Once per outage (a full or read-only disk lasts): the metric counts the rest. */
+                if (!em->save_failing)
+                        log_warning("%s: state not saved (will retry every cycle): %s", env_name(em),
+                                    error ? error : strerror(-r));
+                else
+                        log_debug("%s: state still not saved: %s", env_name(em), error ? error : strerror(-r));
+                em->save_failing = true;
+        } else if (r > 0 && em->save_failing) {
+                log_notice("%s: state saved again in %s", env_name(em), state_path(em->state));
+                em->save_failing = false;
         }
 }
 

@@ -73,6 +73,9 @@ Faults: {"target": "<env>/<set>" | "<env>/token" | "<env>" | "token" | "*",
     truncated           Content-Length says more than is sent, then close
     huge                + "mb": a 200 JSON body of that many megabytes
     wrong_content_type  200 text/html page
+    foreign_nextlink    the normal answer, but its @odata.nextLink (added when
+                          there is none) points at "host" (default
+                          127.0.0.2:PORT), same path and query
   "skip": K lets the first K matching requests through first; the fault then
   hits the next "count" requests (or all requests for "duration" seconds).
 
@@ -146,7 +149,7 @@ THROTTLE = {
     "0x80072326": "Number of concurrent requests exceeded the limit of 52.",
 }
 FAULT_KINDS = ("429", "500", "503", "401", "reset", "stall", "slow", "invalid_json",
-               "truncated", "huge", "wrong_content_type")
+               "truncated", "huge", "wrong_content_type", "foreign_nextlink")
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                      r"[0-9a-fA-F]{12}$")
 _GUID_LOWER = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -1549,7 +1552,7 @@ class Fault:
         if not isinstance(spec, dict):
             raise ValueError("a fault must be a JSON object")
         known = {"target", "kind", "count", "duration", "skip", "retry_after",
-                 "retry_after_date", "code", "seconds", "mb", "graceful", "status"}
+                 "retry_after_date", "code", "seconds", "mb", "graceful", "status", "host"}
         for k in spec:
             if k not in known:
                 raise ValueError("unknown fault field %r (known: %s)" % (k, sorted(known)))
@@ -1571,6 +1574,10 @@ class Fault:
         self.seconds = float(spec.get("seconds", 5))
         self.mb = float(spec.get("mb", 10))
         self.graceful = bool(spec.get("graceful", False))
+        self.host = spec.get("host")
+        if self.host is not None and not (isinstance(self.host, str) and
+                                          re.match(r"^[A-Za-z0-9.:\[\]-]+$", self.host)):
+            raise ValueError("a fault's host is host[:port]")
         self.hits = 0
         self.spec = spec
         self.id = Fault._next
@@ -1992,7 +1999,14 @@ class Response:
                  headers=None):
         self.status = status
         if isinstance(body, (dict, list)):
-            body = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+            text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+            try:
+                body = text.encode()
+            except UnicodeEncodeError:
+                # a lone surrogate (a .NET string cut inside a pair) cannot be
+                # UTF-8: send every non-ASCII character \u-escaped, as the
+                # service's JSON writer can
+                body = json.dumps(body, separators=(",", ":")).encode()
         elif isinstance(body, str):
             body = body.encode()
         self.body = body
@@ -2189,8 +2203,8 @@ class Handler(BaseHTTPRequestHandler):
         k = f.kind
         if k == "stall":
             time.sleep(f.seconds)
-            return False, f
-        if k in ("slow", "truncated"):
+            return False, f     # answered normally, logged as stalled
+        if k in ("slow", "truncated", "foreign_nextlink"):
             return False, f
         if k == "reset":
             with sim.lock:
@@ -2274,11 +2288,11 @@ class Handler(BaseHTTPRequestHandler):
                 pass
         env = self.env_for_token(in_tenant, form)
         env_name = env.name if env else "_unknown"
-        done, _f = self.apply_fault(env_name, "token", method, t0, token_endpoint=True)
+        done, fault = self.apply_fault(env_name, "token", method, t0, token_endpoint=True)
         if done:
             return
         resp = self.token_response(method, tenant, in_tenant, form, env)
-        self.finish_request(env_name, "token", method, resp, None, t0)
+        self.finish_request(env_name, "token", method, resp, fault, t0)
 
     def env_for_token(self, in_tenant, form):
         scope = form.get("scope", "")
@@ -2413,9 +2427,20 @@ class Handler(BaseHTTPRequestHandler):
                                  "allowed (s3mond never writes to Dataverse)." % method)
             else:
                 resp = self.api_get(env, root, rest, set_name, m, url)
+                if fault is not None and fault.kind == "foreign_nextlink":
+                    self.foreign_next_link(resp, fault)
         except ODataError as e:
             resp = odata_error_response(e)
         self.finish_request(env.name, stat_key, method, resp, fault, t0)
+
+    def foreign_next_link(self, resp, fault):
+        """The answer as it was, but its @odata.nextLink (added if there was none)
+        points at another host: a client must refuse to follow it (and so to send
+        its token there)."""
+        body = json.loads(resp.body)
+        host = fault.host or "127.0.0.2:%d" % self.sim.port
+        body["@odata.nextLink"] = "http://%s%s" % (host, self.path)
+        resp.body = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
     def api_get(self, env, root, rest, set_name, m, url):
         sim = self.sim

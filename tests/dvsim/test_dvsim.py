@@ -805,6 +805,49 @@ class TestAdmin(Base):
         log = self.admin("GET", "/_admin/stats")["environments"]["prod"]["sets"]["mailboxes"]["log"]
         self.assertEqual([e["fault"] for e in log[-2:]], ["stall", "slow"])
 
+    def test_lone_surrogate_and_nul_are_sent_escaped(self):
+        self.admin("POST", "/_admin/prod/mailboxes",
+                   {"mailboxid": "a9000000-0000-4000-8000-000000000001",
+                    "name": "cut \ud83d here, nul \u0000 there"})
+        r, data = self.get("/prod/api/data/v9.2/mailboxes(a9000000-0000-4000-8000-000000000001)"
+                           "?$select=name")
+        self.assertEqual(r.status, 200)
+        self.assertIn(b"\\ud83d", data)
+        self.assertIn(b"\\u0000", data)
+        self.assertEqual(json.loads(data)["name"], "cut \ud83d here, nul \u0000 there")
+        self.admin("DELETE", "/_admin/prod/mailboxes/a9000000-0000-4000-8000-000000000001")
+
+    def test_fault_foreign_nextlink(self):
+        self.token()
+        self.admin("POST", "/_admin/faults", [
+            {"target": "prod/mailboxes", "kind": "foreign_nextlink"},
+            {"target": "prod/mailboxes", "kind": "foreign_nextlink", "host": "evil.example:8443"}])
+        path = "mailboxes?$select=name&$filter=name%20ne%20'x'"
+        r, body = self.api(path)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(len(body["value"]), 2)     # the rows as they are ...
+        self.assertEqual(body["@odata.nextLink"],   # ... with a link to another origin
+                         "http://127.0.0.2:%d/prod/api/data/v9.2/%s" % (self.port, path))
+        r, body = self.api(path)
+        self.assertTrue(body["@odata.nextLink"].startswith("http://evil.example:8443/prod/"))
+        r, body = self.api(path)
+        self.assertNotIn("@odata.nextLink", body)
+        st = self.admin("GET", "/_admin/stats")["environments"]["prod"]["sets"]["mailboxes"]
+        self.assertEqual([e["fault"] for e in st["log"][-3:]],
+                         ["foreign_nextlink", "foreign_nextlink", None])
+        r, _ = self.request("POST", "/_admin/faults", {"kind": "foreign_nextlink", "host": "a/b"})
+        self.assertEqual(r.status, 400)
+
+    def test_fault_delivery_on_token_endpoint_and_stall_logged(self):
+        self.admin("POST", "/_admin/faults", [{"target": "prod/token", "kind": "truncated"},
+                                              {"target": "prod/token", "kind": "stall",
+                                               "seconds": 0.1}])
+        with self.assertRaises(http.client.IncompleteRead):
+            self.token(fresh=True)
+        self.token(fresh=True)      # stalled, then answered
+        st = self.admin("GET", "/_admin/stats")["environments"]["prod"]["sets"]["token"]
+        self.assertEqual([e["fault"] for e in st["log"][-2:]], ["truncated", "stall"])
+
     def test_fault_validation(self):
         for spec in ({"kind": "418"}, {"kind": "429", "code": "0x1"}, {"kind": "500", "x": 1}):
             r, _ = self.request("POST", "/_admin/faults", spec)
