@@ -312,7 +312,16 @@ static void cycle_failed(struct cycle *c) {
         cycle_end(c);
 }
 
-/* Mailboxes that received mail after the last alert, resolve_after ago. */
+/* Email: a successful sync completed after the last alert. Appointments,
+ * contacts and tasks: the mailbox's ACT status is Success again (the service
+ * keeps no time of the last good ACT sync). */
+static bool mailbox_receiving_again(const struct cache_mailbox *mb, const struct state_open_finding *f) {
+        if (f->alert_kind == ALERT_KIND_ACT)
+                return mb->act_status == 1;
+        return mb->last_success_on > f->last_at;
+}
+
+/* Mailboxes that receive again after the last alert, resolve_after ago. */
 static void resolve_open_findings(struct cycle *c) {
         struct env_monitor *em = c->env;
         struct monitor *m = em->monitor;
@@ -327,7 +336,7 @@ static void resolve_open_findings(struct cycle *c) {
 
                 if (!f->mailbox_id || !cache_mailbox_get(em->cache, f->mailbox_id, &mb))
                         continue;
-                if (mb.last_success_on <= f->last_at ||
+                if (!mailbox_receiving_again(&mb, f) ||
                     c->now - f->last_at < (time_t) m->config->resolve_after_sec)
                         continue;
                 e = (struct resolved_event) {
@@ -407,6 +416,7 @@ static int note_finding(struct env_monitor *em, const struct finding *f, const s
                 .finding_id = f->id,
                 .alert_id = a->id,
                 .alert_source = a->source,
+                .alert_kind = a->kind,
                 .mailbox_id = f->mailbox.id,
                 .mailbox_name = f->mailbox.name,
                 .mailbox_email = f->mailbox.email,

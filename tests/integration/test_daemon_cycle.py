@@ -188,11 +188,21 @@ class Resolve(Base):
         self.stop()
 
     def records(self):
-        """The records after the initial findings, but for Billing's ACT
-        finding, which the fixture's healthy incoming email resolves (an
-        open question reported to the lead: what resolves an ACT finding)."""
-        keys = [h.record_key(r) for r in self.d.records[N_EXPECTED:]]
-        return [k for k in keys if k != ("resolved", BILLING_ACT)]
+        """The records after the initial findings."""
+        return [h.record_key(r) for r in self.d.records[N_EXPECTED:]]
+
+    def test_act_finding_resolves_on_act_status_not_on_email(self):
+        """Billing receives email fine (that must not resolve its
+        appointments/contacts/tasks alert); its ACT status turning Success
+        does."""
+        self.polls("prod", 5)   # > resolve_after with incoming email healthy
+        self.assertEqual(self.records(), [])
+        self.sim.patch("prod", "mailboxes", "a1000000-0000-4000-8000-000000000004", actstatus=1)
+        resolved = self.d.wait_record(lambda r: r["type"] == "resolved" and r["id"] == BILLING_ACT,
+                                      what="Billing's ACT finding resolved")[0]
+        self.assertEqual(resolved["mailbox"]["name"], "Billing")
+        self.assertEqual(self.records(), [("resolved", BILLING_ACT)])
+        self.stop()
 
 
 class Outage(Base):

@@ -54,7 +54,7 @@ static void test_golden_urls(void **state) {
                            "&$filter=modifiedon%20ge%202026-11-25T09:00:00Z%20and%20level%20ge%202"
                            "&$orderby=modifiedon%20asc,tracelogid%20asc");
         assert_one_url(DV_QUERY_MAILBOXES, &args,
-                       API "mailboxes?$select=mailboxid,name,emailaddress,incomingemailstatus,lastsyncerrorcode,"
+                       API "mailboxes?$select=mailboxid,name,emailaddress,incomingemailstatus,actstatus,lastsyncerrorcode,"
                            "lastsyncerror,lastsyncerroroccurredon,lastsuccessfulsynccompletedon,modifiedon"
                            "&$filter=modifiedon%20ge%202026-11-25T09:00:00Z"
                            "&$orderby=modifiedon%20asc,mailboxid%20asc");
@@ -90,7 +90,7 @@ static void test_golden_urls(void **state) {
         /* since 0: everything (no modifiedon condition) */
         all.since = 0;
         assert_one_url(DV_QUERY_MAILBOXES, &all,
-                       API "mailboxes?$select=mailboxid,name,emailaddress,incomingemailstatus,lastsyncerrorcode,"
+                       API "mailboxes?$select=mailboxid,name,emailaddress,incomingemailstatus,actstatus,lastsyncerrorcode,"
                            "lastsyncerror,lastsyncerroroccurredon,lastsuccessfulsynccompletedon,modifiedon"
                            "&$orderby=modifiedon%20asc,mailboxid%20asc");
         assert_one_url(DV_QUERY_WORKFLOWS, &all,
