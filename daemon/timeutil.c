@@ -2,6 +2,7 @@
  * No clock reads here: callers pass times in. */
 #include <ctype.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -20,6 +21,7 @@ static int unit_seconds(char u, uint64_t *ret) {
 
 int duration_parse(const char *s, uint64_t *ret_sec) {
         uint64_t total = 0;
+        bool groups = false;    /* a number with its unit came before */
 
         if (!s || !*s)
                 return -EINVAL;
@@ -39,13 +41,14 @@ int duration_parse(const char *s, uint64_t *ret_sec) {
                         if (unit_seconds(*s, &mult) < 0)
                                 return -EINVAL;
                         s++;
-                } else if (total != 0)
-                        return -EINVAL; /* "1h30" is ambiguous */
+                } else if (groups)
+                        return -EINVAL; /* "1h30" (and "0h30") is ambiguous */
                 if (n > UINT64_MAX / mult)
                         return -ERANGE;
                 if (total > UINT64_MAX - n * mult)
                         return -ERANGE;
                 total += n * mult;
+                groups = true;
         }
         *ret_sec = total;
         return 0;

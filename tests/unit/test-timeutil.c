@@ -42,6 +42,7 @@ static void test_duration_bad(void **state) {
         static const char *const bad[] = {
                 "", "s", "m5", "-5s", "+5s", "5x", "5S", "1h30", "1.5h", " 5s", "5s ",
                 "5 s", "1h-30m", "0x10", "5ss", "abc",
+                "0h30", "0d00d1", /* a unit-less number after zero groups: as ambiguous (tests/fuzz) */
         };
         (void) state;
 
