@@ -135,11 +135,18 @@ int iso8601_parse(const char *s, time_t *ret) {
 }
 
 char *iso8601_format(time_t t, char buf[static ISO8601_BUFSZ]) {
+        char tmp[64];
         struct tm tm;
-        if (!gmtime_r(&t, &tm) || tm.tm_year + 1900 > 9999 || tm.tm_year + 1900 < 0) {
+        /* tm_year + 1900 overflows for the largest years gmtime_r() accepts */
+        if (!gmtime_r(&t, &tm) || tm.tm_year > 9999 - 1900 || tm.tm_year < -1900) {
                 strcpy(buf, "1970-01-01T00:00:00Z");
                 return buf;
         }
-        strftime(buf, ISO8601_BUFSZ, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        /* Not strftime's %Y: glibc writes the years before 1000 with fewer
+         * than four digits, which iso8601_parse() rightly refuses. */
+        snprintf(tmp, sizeof(tmp), "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        memcpy(buf, tmp, ISO8601_BUFSZ - 1); /* gmtime_r() keeps each field to its digits */
+        buf[ISO8601_BUFSZ - 1] = '\0';
         return buf;
 }

@@ -168,6 +168,11 @@ static void test_iso8601_format(void **state) {
         assert_string_equal(iso8601_format(1709208000, buf), "2024-02-29T12:00:00Z");
         assert_int_equal(iso8601_parse(iso8601_format(1798761599, buf), &back), 0);
         assert_int_equal((long long) back, 1798761599LL);
+        /* Years before 1000 keep four digits, so they parse back (tests/fuzz). */
+        assert_string_equal(iso8601_format((time_t) -37845716687LL, buf), "0770-09-19T20:55:13Z");
+        assert_int_equal(iso8601_parse(buf, &back), 0);
+        assert_int_equal((long long) back, -37845716687LL);
+        assert_string_equal(iso8601_format((time_t) -62167219200LL, buf), "0000-01-01T00:00:00Z");
         /* Out of the four-digit range: a fixed, parseable fallback, no overflow. */
         assert_string_equal(iso8601_format((time_t) 253402300800LL, buf), "1970-01-01T00:00:00Z");
         assert_int_equal(strlen(buf), ISO8601_BUFSZ - 1);
