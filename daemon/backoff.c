@@ -169,8 +169,10 @@ int backoff_parse_retry_after(const char *value, time_t now, uint64_t max_sec, u
                 for (; p < end; p++) {
                         if (!isdigit((unsigned char) *p))
                                 return -EINVAL;
-                        if (sec < max_sec && sec <= (UINT64_MAX - 9) / 10)
-                                sec = sec * 10 + (uint64_t) (*p - '0');
+                        if (sec >= max_sec)
+                                continue;
+                        /* past 64 bits it is more than any cap */
+                        sec = sec <= (UINT64_MAX - 9) / 10 ? sec * 10 + (uint64_t) (*p - '0') : max_sec;
                 }
                 *ret_sec = sec < max_sec ? sec : max_sec;
                 return 0;

@@ -81,6 +81,9 @@ static void test_retry_after_seconds(void **state) {
         assert_int_equal(s, 3600);
         assert_int_equal(backoff_parse_retry_after("7200", 0, 3600, &s), 0);
         assert_int_equal(s, 3600);
+        /* a value past 64 bits is capped even when the cap is too (tests/fuzz) */
+        assert_int_equal(backoff_parse_retry_after("33333333333333333333333", 0, UINT64_C(3689348814741910323), &s), 0);
+        assert_true(s == UINT64_C(3689348814741910323));
 }
 
 static void test_retry_after_garbage(void **state) {
