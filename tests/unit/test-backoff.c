@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <math.h>
 #include <time.h>
 
 #include "backoff.h"
@@ -132,6 +133,10 @@ static void test_backoff_growth(void **state) {
         assert_true(backoff_delay(3, 0, 60, 7) == 0);
         assert_true(backoff_delay(3, 1, 0, 7) == 0);
         assert_true(backoff_delay(3, -1, 60, 7) == 0);
+        /* Never above the cap, never NaN, even for odd caps (tests/fuzz):
+         * a subnormal one, where halving rounds, and an infinite one. */
+        assert_true(backoff_delay(592128, 2.03988e-317, 2.122e-314, UINT32_MAX) <= 2.122e-314);
+        assert_false(isnan(backoff_delay(5000, 1, INFINITY, 0)));
 }
 
 static void test_jitter_bounds(void **state) {
