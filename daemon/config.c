@@ -114,6 +114,8 @@ struct parser {
         bool in_section;        /* sections[n_sections - 1] is open */
         char *error;            /* the first error, "PATH:LINE: message" */
         unsigned error_line;
+        char *const *only;      /* config_load_selected()'s names; n_only == 0: all */
+        size_t n_only;
 };
 
 static int fail(struct parser *p, unsigned line, const char *fmt, ...) _printf_(3, 4);
@@ -487,6 +489,15 @@ static void secret_buffer_clear(char (*buf)[SECRET_MAX + 1]) {
         explicit_bzero(*buf, sizeof(*buf));
 }
 
+static bool env_selected(const struct parser *p, const char *name) {
+        if (p->n_only == 0)
+                return true;
+        for (size_t i = 0; i < p->n_only; i++)
+                if (strcmp(p->only[i], name) == 0)
+                        return true;
+        return false;
+}
+
 static int parse_secret_file(struct parser *p, const struct key_def *k, const char *value, void *base) {
         struct env_config *env = base;
         _cleanup_free_ char *path = NULL, *resolved = NULL;
@@ -495,6 +506,19 @@ static int parse_secret_file(struct parser *p, const struct key_def *k, const ch
         struct stat st;
         size_t n = 0;
         int r;
+
+        /* An environment that -e leaves out needs no secret, and under
+         * s3mond@.service only the instance's own credential is there: keep
+         * the name as written and read nothing (the section is dropped). */
+        if (!env_selected(p, env->name)) {
+                char *copy = strdup(value);
+
+                if (!copy)
+                        return -ENOMEM;
+                free(env->client_secret_file);
+                env->client_secret_file = copy;
+                return 0;
+        }
 
         r = open_secret(p, k, value, &fd, &path);
         if (r < 0)
@@ -927,7 +951,12 @@ static int parse(struct parser *p) {
 }
 
 int config_load(const char *path, struct s3_config **ret, char **ret_error) {
-        _cleanup_(parser_done) struct parser p = { .path = path };
+        return config_load_selected(path, NULL, 0, ret, ret_error);
+}
+
+int config_load_selected(const char *path, char *const *names, size_t n, struct s3_config **ret,
+                         char **ret_error) {
+        _cleanup_(parser_done) struct parser p = { .path = path, .only = names, .n_only = n };
         int r;
 
         assert(path);

@@ -62,7 +62,7 @@ int main(int argc, char **argv) {
         }
         log_set_max_level(cli_log_level(&args));
 
-        r = config_load(args.config_path, &config, &error);
+        r = config_load_selected(args.config_path, args.environments, args.n_environments, &config, &error);
         if (r >= 0)
                 r = cli_apply(&args, config, &error);
         if (r < 0)

@@ -54,7 +54,8 @@ Admin API (JSON in and out):
   POST   /_admin/stats/reset          zero the statistics
   GET    /_admin/health               {"ok": true, "port": N, "environments": [...]}
   GET    /_admin/expected             the "expected" keys of the loaded scenarios
-  POST   /_admin/shutdown             stop the server
+  POST   /_admin/scenario             load another scenario (a JSON body) into the server
+  POST   /_admin/shutdown             stop the server (so does SIGTERM; exit status 0)
 
 Faults: {"target": "<env>/<set>" | "<env>/token" | "<env>" | "token" | "*",
          "kind": KIND, "count": N (default 1) | "duration": SECONDS, "skip": K}
@@ -75,6 +76,15 @@ Faults: {"target": "<env>/<set>" | "<env>/token" | "<env>" | "token" | "*",
   "skip": K lets the first K matching requests through first; the fault then
   hits the next "count" requests (or all requests for "duration" seconds).
 
+Stats: {"started": T, "environments": {"prod": {"requests": N, "status": {"200": N},
+  "bytes_sent": N, "writes": N, "sets": {"tracelogs": {"requests", "status",
+  "bytes_sent", "log": [{"t": 1795600001.123, "status": 429, "method": "GET",
+  "path": "/prod/api/...", "fault": "429"}, ...]}, "token": {...}}}}}
+  A request is in the stats before its answer is sent; "status" 0 is a reset.
+
+Datetimes are kept to the millisecond and served to the second, like the
+service: "modifiedon gt <a value just read>" returns that row again.
+
 Examples:
   python3 tests/dvsim/dvsim.py --scenario tests/fixtures/realistic.json --port 0 \\
       --port-file /tmp/dvsim.port --quiet &
@@ -87,6 +97,10 @@ Examples:
   curl -s -d '{"target":"prod/tracelogs","kind":"429","retry_after":2,"count":3}' \\
       http://127.0.0.1:$P/_admin/faults
   curl -s http://127.0.0.1:$P/_admin/stats | jq .environments.prod.sets.tracelogs.status
+  (curl needs -g for URLs with [ ], e.g. Microsoft.Dynamics.CRM.In(...PropertyValues=['1']))
+
+More: tests/dvsim/README.md; large scenarios: tests/dvsim/gen.py --help; fixtures with
+their expected findings: tests/fixtures/.
 """
 
 import argparse
@@ -101,6 +115,7 @@ import operator
 import os
 import re
 import secrets
+import signal
 import socket
 import struct
 import sys
@@ -394,6 +409,11 @@ TABLES = [
                 "operationtype": {0: "Unknown", 1: "Plug-in", 2: "Workflow Activity"}}),
 ]
 TABLES_BY_SET = {t.set_name: t for t in TABLES}
+SCHEMA_NAMES = {"mailbox": "Mailbox", "tracelog": "TraceLog", "workflow": "Workflow",
+                "processsession": "ProcessSession",
+                "sdkmessageprocessingstep": "SdkMessageProcessingStep",
+                "sdkmessage": "SdkMessage", "sdkmessagefilter": "SdkMessageFilter",
+                "plugintype": "PluginType", "plugintracelog": "PluginTraceLog"}
 TABLES_BY_LOGICAL = {t.logical: t for t in TABLES}
 
 # statuscode that goes with a statecode, when a row gives only the latter
@@ -445,24 +465,26 @@ _REL_FAST = re.compile(r"^now-(\d+)s$")
 
 
 def parse_time(value, now):
-    """A scenario datetime: ISO 8601 or "now[+-]N[smhd]..." -> epoch int."""
+    """A scenario datetime: ISO 8601 or "now[+-]N[smhd]..." -> epoch seconds.
+    Kept to the millisecond like the service's SQL datetime columns; the Web API
+    serves them truncated to the second (fmt_time)."""
     if not isinstance(value, str):
         raise ValueError("a datetime must be a string")
     m = _REL_FAST.match(value)
     if m:
-        return int(now) - int(m.group(1))
+        return round(now - int(m.group(1)), 3)
     m = _REL_RE.match(value.strip())
     if m:
         t = now
         for sign, parts in _REL_TERM_RE.findall(m.group(1)):
             secs = sum(float(n) * _UNIT[u] for n, u in _REL_PART_RE.findall(parts))
             t += secs if sign == "+" else -secs
-        return int(t)
+        return round(t, 3)
     t = parse_iso(value)
     if t is None:
         raise ValueError("not an ISO 8601 datetime with Z or offset, nor now[+-]N[smhd]: %r"
                          % value)
-    return int(t)
+    return round(t, 3)
 
 
 def fmt_time(t):
@@ -596,7 +618,7 @@ class Env:
                 row[key] = value
             elif k == "dt" and type(value) is str and value.startswith("now-") \
                     and value.endswith("s") and value[4:-1].isdigit():
-                row[key] = int(now) - int(value[4:-1])
+                row[key] = round(now - int(value[4:-1]), 3)
             elif k in ("guid", "lookup") and type(value) is str and len(value) == 36 \
                     and _GUID_LOWER.match(value):
                 row[key] = value
@@ -612,7 +634,7 @@ class Env:
                 row[schema.pk] = new_guid()
             for c in ("createdon", "modifiedon"):
                 if c in schema.cols and c not in data:
-                    row[c] = int(now)
+                    row[c] = round(now, 3)
             if "modifiedon" in schema.cols and row.get("createdon") is not None and \
                     "modifiedon" not in data:
                 row["modifiedon"] = max(row["modifiedon"], row["createdon"])
@@ -656,7 +678,7 @@ class Env:
         existing = td.rows.get(pk) if pk else None
         row = self.make_row(schema, data, now, where, existing)
         if existing and "modifiedon" in schema.cols and "modifiedon" not in data:
-            row["modifiedon"] = int(now)
+            row["modifiedon"] = round(now, 3)
         if check:
             self.check_lookups(schema, row, where)
         row["@v"] = self.next_version()
@@ -1643,7 +1665,8 @@ class Simulator:
             raise ScenarioError("%s: a scenario is a JSON object" % origin)
         for k in data:
             if k not in ("description", "environments", "expected", "expected_config",
-                         "expected_variants", "assumptions", "notes", "generator"):
+                         "expected_variants", "expected_probe", "assumptions", "notes",
+                         "generator"):
                 raise ScenarioError("%s: unknown top-level key %r" % (origin, k))
         envs = data.get("environments")
         if not isinstance(envs, list) or not envs:
@@ -2066,7 +2089,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         body = resp.body
         if fault is not None and fault.kind == "truncated":
-            part = body[:max(0, len(body) // 2)]
+            part = body[:len(body) // 2]
             self.wfile.write(part)
             self.close_connection = True
             self.hard_close(graceful=True)
@@ -2076,8 +2099,9 @@ class Handler(BaseHTTPRequestHandler):
             step = max(1, -(-len(body) // chunks))
             pause = fault.seconds / max(1, -(-len(body) // step))
             for i in range(0, len(body), step):
+                if i:
+                    time.sleep(pause)
                 self.wfile.write(body[i:i + step])
-                time.sleep(pause)
             return len(body)
         self.wfile.write(body)
         return len(body)
@@ -2138,19 +2162,22 @@ class Handler(BaseHTTPRequestHandler):
             return
         self.handle_api(method, env, root, rest, url, t0)
 
-    def finish_request(self, env_name, what, method, resp, fault, t0, status=None):
+    def finish_request(self, env_name, what, method, resp, fault, t0):
+        """Record the request in the statistics, then answer it: a client that
+        reads /_admin/stats after its response always finds the request there."""
         resp.headers.append(("REQ_ID", new_guid()))
         if resp.ctype == ODATA_JSON:
             resp.headers.append(("OData-Version", "4.0"))
-        try:
-            n = self.send(resp, fault)
-        except OSError:
-            n = 0
-            self.close_connection = True
+        n = len(resp.body)
+        if fault is not None and fault.kind == "truncated":
+            n //= 2
         with self.sim.lock:
-            self.sim.stats.record(env_name, what, method, self.path,
-                                  status if status is not None else resp.status, n,
+            self.sim.stats.record(env_name, what, method, self.path, resp.status, n,
                                   fault.kind if fault else None, t0)
+        try:
+            self.send(resp, fault)
+        except OSError:
+            self.close_connection = True
 
     def apply_fault(self, env_name, what, method, t0, token_endpoint=False):
         """Handle a matching fault. Returns (done, fault): done when the fault
@@ -2162,7 +2189,7 @@ class Handler(BaseHTTPRequestHandler):
         k = f.kind
         if k == "stall":
             time.sleep(f.seconds)
-            return False, None
+            return False, f
         if k in ("slow", "truncated"):
             return False, f
         if k == "reset":
@@ -2178,8 +2205,8 @@ class Handler(BaseHTTPRequestHandler):
             elif f.retry_after is not None:
                 headers.append(("Retry-After", str(f.retry_after)))
             if token_endpoint:
-                resp = aad_error(429, "temporarily_unavailable", 50196,
-                                 "The server is temporarily unable to handle the request.")
+                resp = aad_error(429, "temporarily_unavailable", 90055,
+                                 "TenantThrottlingError - There are too many incoming requests.")
                 resp.headers.extend(headers)
             else:
                 resp = odata_error_response(ODataError(429, f.code, THROTTLE[f.code], headers))
@@ -2201,8 +2228,13 @@ class Handler(BaseHTTPRequestHandler):
                 if token:
                     sim.revoke(token=token)
             env = sim.envs.get(env_name)
-            resp = self.unauthorized(env, "invalid") if env else aad_error(
-                401, "invalid_client", 7000215, "Invalid client secret provided.")
+            if token_endpoint or env is None:
+                resp = aad_error(401, "invalid_client", 7000215,
+                                 "Invalid client secret provided. Ensure the secret being sent "
+                                 "in the request is the client secret value, not the client "
+                                 "secret ID.")
+            else:
+                resp = self.unauthorized(env, "invalid")
         elif k == "invalid_json":
             resp = Response(200, b'{"@odata.context":"x","value":[{"id":1,}, oops',
                             ODATA_JSON)
@@ -2409,8 +2441,7 @@ class Handler(BaseHTTPRequestHandler):
                              "Principal user (Id=%s, type=8, roleCount=1, privilegeCount=0, "
                              "accessMode=4), is missing prvRead%s privilege on entity '%s'. "
                              "Consider adding the privilege to one of the principal's roles."
-                             % (env.user_id, schema.type_name.split(".")[-1].title(),
-                                schema.logical))
+                             % (env.user_id, SCHEMA_NAMES[schema.logical], schema.logical))
         path = url.path
         if m.group(2) is not None:
             key = m.group(2)
@@ -2463,6 +2494,11 @@ class Handler(BaseHTTPRequestHandler):
             return Response(200, sim.expected)
         if segs == ["shutdown"] and method == "POST":
             return Response(200, {"ok": True})
+        if segs == ["scenario"] and method == "POST":
+            with sim.lock:
+                before = set(sim.envs)
+                sim.load(data, "admin scenario")
+                return Response(200, {"environments": [e for e in sim.envs if e not in before]})
         if segs == ["tokens", "revoke"] and method == "POST":
             env = (data or {}).get("env") if isinstance(data, dict) else None
             with sim.lock:
@@ -2580,9 +2616,13 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 1024
 
 
+class Server6(Server):
+    address_family = socket.AF_INET6
+
+
 def make_server(sim, host="127.0.0.1", port=0):
     handler = type("BoundHandler", (Handler,), {"sim": sim})
-    server = Server((host, port), handler)
+    server = (Server6 if ":" in host else Server)((host, port), handler)
     sim.server = server
     sim.port = server.server_address[1]
     return server
@@ -2660,6 +2700,9 @@ def main(argv=None):
             print("dvsim:   %-12s url http://%s:%d/%s  tenant %s  client_id %s"
                   % (env.name, args.host, sim.port, env.name, env.tenant, env.client_id),
                   file=sys.stderr)
+    def on_term(_sig, _frame):
+        threading.Thread(target=server.shutdown, daemon=True).start()
+    signal.signal(signal.SIGTERM, on_term)
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:

@@ -264,6 +264,7 @@ def light_env(env):
            "plugintracelogs": "plugintracelogid"}
 
     class E:
+        name = env["name"]
         tables = {s: oracle.Rows(rows, pks[s]) for s, rows in env["tables"].items()}
     return E
 

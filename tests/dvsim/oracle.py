@@ -183,7 +183,7 @@ def findings(env, now, item_types=("email",), window=900, lookback=86400, counts
             notes.append("item_types")
         with_ev = [c[3] for c in culprits if c[4]]
         verdict = "confirmed" if with_ev else ("suspected" if culprits else "unexplained")
-        out.append({"alert": aid, "source": source, "kind": kind, "mailbox": mailbox,
+        out.append({"environment": getattr(env, "name", None), "alert": aid, "source": source, "kind": kind, "mailbox": mailbox,
                     "verdict": verdict, "culprits": [c[3] for c in culprits],
                     "with_evidence": with_ev,
                     ("evidence_count" if counts else "evidence"):
