@@ -17,7 +17,9 @@
  *  - config_dump() never prints a secret, and its output loads again as
  *    the same configuration (config.h promises it): dumping that gives the
  *    same text;
- *  - config_select_environments() keeps what is named, refuses the unknown. */
+ *  - config_select_environments() keeps what is named, refuses the unknown;
+ *  - config_load_selected() for "prod" accepts all config_load() accepts,
+ *    with the same environments, and reads prod's secret and no other. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -192,7 +194,8 @@ static bool duration_ok(uint64_t v, uint64_t min, uint64_t max) {
         return v >= min && v <= max;
 }
 
-static void check_config(const struct s3_config *c) {
+/* What holds whether or not the secrets were read. */
+static void check_config_common(const struct s3_config *c) {
         const uint64_t day = 86400;
 
         CHECK(c->n_envs > 0, "no environment");
@@ -216,12 +219,21 @@ static void check_config(const struct s3_config *c) {
                 n = strlen(e->url);
                 CHECK(e->url[n - 1] != '/', "url %s ends with /", e->url);
                 CHECK(e->tenant && e->client_id && e->authority && e->token_url && e->scope, "a key missing");
-                CHECK(e->client_secret && *e->client_secret, "no secret");
-                CHECK(!strchr(e->client_secret, '\n') && !strchr(e->client_secret, '\r'), "secret of two lines");
-                CHECK(e->client_secret_file && strncmp(e->client_secret_file, sandbox, strlen(sandbox)) == 0,
-                      "secret from %s", e->client_secret_file);
+                CHECK(e->client_secret_file, "no client_secret_file");
                 CHECK(!e->ca_file || strncmp(e->ca_file, sandbox, strlen(sandbox)) == 0, "ca_file %s", e->ca_file);
                 CHECK(e->item_types != 0 && (e->item_types & ~15u) == 0, "item_types %#x", e->item_types);
+        }
+}
+
+static void check_config(const struct s3_config *c) {
+        check_config_common(c);
+        for (size_t i = 0; i < c->n_envs; i++) {
+                const struct env_config *e = &c->envs[i];
+
+                CHECK(e->client_secret && *e->client_secret, "no secret");
+                CHECK(!strchr(e->client_secret, '\n') && !strchr(e->client_secret, '\r'), "secret of two lines");
+                CHECK(strncmp(e->client_secret_file, sandbox, strlen(sandbox)) == 0, "secret from %s",
+                      e->client_secret_file);
         }
 }
 
@@ -242,6 +254,49 @@ static char *dump(const struct s3_config *c) {
         body = strdup(body + 1);
         free(text);
         return body;
+}
+
+/* config_load_selected() for "prod": it reads only prod's secret, accepts
+ * whatever config_load() accepts (full: its result, or NULL when it
+ * failed), and its one environment left after selecting is full's. */
+static void check_selected(const struct s3_config *full, bool input_secret) {
+        char *names[] = { (char *) "prod" }, *error = NULL;
+        struct s3_config *c = NULL;
+        bool has_prod = false;
+        int r;
+
+        armed = true;
+        r = config_load_selected(conf_path, names, 1, &c, &error);
+        armed = false;
+        if (r < 0) {
+                CHECK(!full, "config_load() accepts what config_load_selected() refuses: %s", error);
+                CHECK(!error || input_secret || !holds_secret(error, strlen(error)), "a secret in the message: %s",
+                      error);
+                free(error);
+                return;
+        }
+        check_config_common(c);
+        if (full)
+                CHECK(full->n_envs == c->n_envs, "config_load_selected(): %zu environments, not %zu", c->n_envs,
+                      full->n_envs);
+        for (size_t i = 0; i < c->n_envs; i++) {
+                const struct env_config *e = &c->envs[i];
+                bool prod = strcmp(e->name, "prod") == 0;
+
+                has_prod = has_prod || prod;
+                CHECK(prod == (e->client_secret != NULL), "environment %s: secret %s", e->name,
+                      e->client_secret ? "read" : "not read");
+                if (prod && full)
+                        CHECK(strcmp(e->client_secret, full->envs[i].client_secret) == 0, "another secret");
+        }
+        r = config_select_environments(c, names, 1, &error);
+        if (has_prod)
+                CHECK(r == 0 && c->n_envs == 1 && c->envs[0].client_secret, "select prod: %d", r);
+        else {
+                CHECK(r == -ENOENT && error, "select a missing prod: %d", r);
+                free(error);
+        }
+        config_free(c);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -265,10 +320,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                       "message does not start with the path: %s", error);
                 CHECK(input_secret || !holds_secret(error, strlen(error)), "a secret in the message: %s", error);
                 free(error);
+                check_selected(NULL, input_secret);
                 return 0;
         }
         CHECK(c && !error, "config_load() succeeded with a message");
         check_config(c);
+        check_selected(c, input_secret);
 
         text = dump(c);
         CHECK(input_secret || !holds_secret(text, strlen(text)), "a secret in the dump:\n%s", text);
