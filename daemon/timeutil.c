@@ -90,6 +90,7 @@ int iso8601_parse(const char *s, time_t *ret) {
         struct tm tm = {};
         int y, mo, d, h, mi, sec, off = 0;
         const char *p = s;
+        time_t t;
 
         if (!s)
                 return -EINVAL;
@@ -130,7 +131,13 @@ int iso8601_parse(const char *s, time_t *ret) {
         tm.tm_hour = h;
         tm.tm_min = mi;
         tm.tm_sec = sec;
-        *ret = timegm(&tm) - off;
+        t = timegm(&tm) - off;
+        /* An offset (or a leap second) can carry 9999-12-31 into the year
+         * 10000, or 0000-01-01 back into -1: iso8601_format() could not write
+         * those back, so a state file would turn them into 1970. */
+        if (t < ISO8601_MIN || t > ISO8601_MAX)
+                return -EINVAL;
+        *ret = t;
         return 0;
 }
 

@@ -1,7 +1,8 @@
 /* fuzz-timeutil.c: duration_parse() and iso8601_parse()/iso8601_format()
  * (timeutil.h) on arbitrary text. Invariants: durations agree with an
  * independent reference parser and survive duration_format(); every time
- * that parses formats to 20 characters that parse back to the same second;
+ * that parses is in ISO8601_MIN..ISO8601_MAX and formats to 20 characters
+ * that parse back to the same second;
  * a canonical "YYYY-MM-DDTHH:MM:SSZ" formats back to itself. */
 #include <ctype.h>
 #include <errno.h>
@@ -115,6 +116,8 @@ static void check_iso8601(const char *s) {
         CHECK(r == 0 || r == -EINVAL, "iso8601_parse(\"%s\") = %d", s, r);
         if (r < 0)
                 return;
+        CHECK(t >= ISO8601_MIN && t <= ISO8601_MAX, "iso8601_parse(\"%s\") = %lld: iso8601_format() cannot write it",
+              s, (long long) t);
         check_format(t);
         if (canonical(s))
                 CHECK(strcmp(iso8601_format(t, buf), s) == 0, "iso8601_parse(\"%s\") formats as \"%s\"", s,
