@@ -32,6 +32,11 @@
 #define MONITOR_CLOSED_RETENTION_SEC (7 * 86400)
 /* Per-cycle jitter, as a fraction of the interval, both ways. */
 #define MONITOR_JITTER 0.025
+/* --once answers a monitoring system that kills checks after a minute
+ * (Nagios' service_check_timeout, Icinga's check_timeout): give up on an
+ * environment well before, whatever the poll interval says. */
+#define MONITOR_ONCE_RETRY_BUDGET_SEC 10.0
+#define MONITOR_ONCE_REQUEST_TIMEOUT_MS 20000L
 
 struct cycle;
 
@@ -778,6 +783,14 @@ static int env_monitor_new(struct monitor *m, const struct env_config *config, s
         };
         int r;
 
+        if (m->params.once) {
+                if (opt.retry_budget_sec > MONITOR_ONCE_RETRY_BUDGET_SEC)
+                        opt.retry_budget_sec = MONITOR_ONCE_RETRY_BUDGET_SEC;
+                if (opt.max_backoff_sec > MONITOR_ONCE_RETRY_BUDGET_SEC)
+                        opt.max_backoff_sec = MONITOR_ONCE_RETRY_BUDGET_SEC;
+                opt.timeout_ms = MONITOR_ONCE_REQUEST_TIMEOUT_MS;
+        }
+
         em = calloc(1, sizeof(*em));
         if (!em)
                 return -ENOMEM;
@@ -1004,6 +1017,15 @@ void monitor_get_summary(const struct monitor *m, struct monitor_summary *ret) {
                 if (em->state)
                         ret->open += (unsigned) state_open_count(em->state);
         }
+}
+
+const char *monitor_next_incomplete(const struct monitor *m, size_t *cursor) {
+        while (*cursor < m->n_envs) {
+                const struct env_monitor *em = m->envs[(*cursor)++];
+                if (!em->completed)
+                        return env_name(em);
+        }
+        return NULL;
 }
 
 const char *monitor_next_failure(const struct monitor *m, size_t *cursor, const char **ret_message) {
