@@ -813,7 +813,7 @@ static void send_page(struct dv_query *q, const char *token) {
 
         if (q->kind == DV_QUERY_TRACELOGS)
                 snprintf(prefer, sizeof(prefer), "Prefer: odata.include-annotations=\"%s\",odata.maxpagesize=%u",
-                         DV_ANNOTATION_LOOKUP_NAME + 1, c->opt.max_page_size);
+                         &DV_ANNOTATION_LOOKUP_NAME[1], c->opt.max_page_size); /* without its "@" */
         else
                 snprintf(prefer, sizeof(prefer), "Prefer: odata.maxpagesize=%u", c->opt.max_page_size);
         if (asprintf(&authorization, "Authorization: Bearer %s", token) < 0)
