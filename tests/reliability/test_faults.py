@@ -22,7 +22,9 @@ Checks (each case fails on any of them):
   - after a 429 no request of prod (of that kind: API or token) starts before
     Retry-After (seconds, or the HTTP-date) has passed; no retry storm;
   - the "500-backoff" case: retries spaced by a growing backoff;
-  - ctrl's poll schedule shows no gap (max gap <= interval * 1.025 + 1 s);
+  - ctrl's poll schedule shows no gap (max gap <= interval * 1.025 + 2.5 s:
+    faults last 5 s, so a loop they blocked shows a gap of 5 s or more;
+    the slack absorbs timer delay on a loaded 2-core machine);
   - VmRSS after the fault comes back near its level before it;
   - s3mond exits 0 on SIGTERM (under ASan/LSan: no error, no leak).
 
@@ -268,7 +270,7 @@ def run_case(case, tmp):
         ctrl_t = [e["t"] for e in b.request_log(CTRL, ["tracelogs"])]
         g = gaps(ctrl_t)
         result["ctrl_max_gap"] = round(max(g), 2) if g else None
-        limit = case.interval * 1.025 + 1.0
+        limit = case.interval * 1.025 + 2.5
         if not g or max(g) > limit:
             problems.append("ctrl's tracelogs polls have a gap of %s s (limit %.2f): %s" % (
                 result["ctrl_max_gap"], limit, [round(x, 2) for x in g]))
