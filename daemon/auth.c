@@ -167,9 +167,23 @@ static void wake_waiters(struct auth *a, int error) {
         }
 }
 
-static void note_failure(struct auth *a) {
+double auth_failure_delay(double backoff_sec, long status, const char *retry_after, time_t now) {
+        uint64_t ra;
+
+        /* Entra ID throttles with 429 (and may send 503) with Retry-After: never
+         * ask again sooner than it said, even past our own backoff cap. */
+        if ((status == 429 || status == 503) &&
+            backoff_parse_retry_after(retry_after, now, AUTH_MAX_RETRY_AFTER_SEC, &ra) == 0 &&
+            (double) ra > backoff_sec)
+                return (double) ra;
+        return backoff_sec;
+}
+
+static void note_failure(struct auth *a, const struct http_response *resp) {
         double delay = backoff_delay(a->failures, 1.0, a->max_backoff, backoff_random(&a->rng));
 
+        if (resp->error == 0)
+                delay = auth_failure_delay(delay, resp->status, resp->retry_after, time(NULL));
         a->failures++;
         a->retry_not_before = now_sec() + delay;
 }
@@ -252,7 +266,7 @@ static void token_done(const struct http_response *resp, void *userdata) {
                 r = parse_token(a, resp, a->inflight_sent_at);
 
         if (r < 0)
-                note_failure(a);
+                note_failure(a, resp);
         else {
                 a->failures = 0;
                 a->last_error = 0;

@@ -2,11 +2,13 @@
  * One token request in flight at a time, shared by every waiter; the token
  * is renewed ahead of expiry and dropped on a 401. After a failed or
  * refused token request, new requests wait out a capped exponential
- * backoff (no retry storm on a wrong secret). The client secret and the
+ * backoff (no retry storm on a wrong secret), or the Retry-After of a
+ * throttled (429/503) answer when that is longer. The client secret and the
  * token never appear in a message this module produces. */
 #pragma once
 
 #include <stdint.h>
+#include <time.h>
 
 #include "macro.h"
 
@@ -76,3 +78,10 @@ enum auth_token_phase {
 double auth_renew_at(double obtained_at, double lifetime);
 double auth_expires_at(double obtained_at, double lifetime);
 enum auth_token_phase auth_token_phase(double obtained_at, double lifetime, double now);
+
+/* How long to wait after a failed token request: BACKOFF_SEC (our capped
+ * exponential backoff), or the answer's Retry-After when it is a 429 or 503
+ * asking for longer (capped at AUTH_MAX_RETRY_AFTER_SEC). NOW is the wall
+ * clock, for a Retry-After given as an HTTP-date. */
+#define AUTH_MAX_RETRY_AFTER_SEC 3600
+double auth_failure_delay(double backoff_sec, long status, const char *retry_after, time_t now);

@@ -169,8 +169,10 @@ int backoff_parse_retry_after(const char *value, time_t now, uint64_t max_sec, u
                 for (; p < end; p++) {
                         if (!isdigit((unsigned char) *p))
                                 return -EINVAL;
-                        if (sec < max_sec && sec <= (UINT64_MAX - 9) / 10)
-                                sec = sec * 10 + (uint64_t) (*p - '0');
+                        if (sec >= max_sec)
+                                continue;
+                        /* past 64 bits it is more than any cap */
+                        sec = sec <= (UINT64_MAX - 9) / 10 ? sec * 10 + (uint64_t) (*p - '0') : max_sec;
                 }
                 *ret_sec = sec < max_sec ? sec : max_sec;
                 return 0;
@@ -196,7 +198,7 @@ int backoff_parse_retry_after(const char *value, time_t now, uint64_t max_sec, u
 }
 
 double backoff_delay(unsigned attempt, double base_sec, double max_sec, uint32_t random) {
-        double d;
+        double d, j;
 
         if (!(base_sec > 0) || !(max_sec > 0))
                 return 0;
@@ -206,8 +208,11 @@ double backoff_delay(unsigned attempt, double base_sec, double max_sec, uint32_t
                 d *= 2;
         if (d > max_sec)
                 d = max_sec;
-        /* "equal jitter": half fixed, half random, so retries never bunch at 0 */
-        return d / 2 + (d / 2) * ((double) random / 4294967296.0);
+        /* "equal jitter": half fixed, half random, so retries never bunch at 0.
+         * Rounding can push the sum past d for subnormal d, and an infinite
+         * cap makes it inf * 0 = NaN: d is the bound then. */
+        j = d / 2 + (d / 2) * ((double) random / 4294967296.0);
+        return j <= d ? j : d;
 }
 
 uint32_t backoff_random(uint64_t *state) {

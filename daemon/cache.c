@@ -24,7 +24,8 @@ struct mailbox_entry {
         int64_t last_success_on;
         uint8_t id[16];
         uint32_t strings;       /* offset of "name\0email\0" in the arena */
-        int32_t incoming_status;
+        int16_t incoming_status;
+        int16_t act_status;
 };
 
 struct cache {
@@ -229,7 +230,8 @@ static int mailboxes_merge(struct cache *c, const struct mailbox_row *rows, size
                 } else {
                         const struct mailbox_row *m = picks[j].row;
                         entries[n_entries] = picks[j].entry;
-                        entries[n_entries].incoming_status = m->incoming_status;
+                        entries[n_entries].incoming_status = (int16_t) m->incoming_status;
+                        entries[n_entries].act_status = (int16_t) m->act_status;
                         entries[n_entries].last_success_on = m->last_success_on;
                         size += strings_size(m->name, m->email);
                         if (order == 0)
@@ -342,6 +344,7 @@ bool cache_mailbox_get(const struct cache *c, const char *id, struct cache_mailb
                         .name = *name ? name : NULL,
                         .email = *email ? email : NULL,
                         .incoming_status = e->incoming_status,
+                        .act_status = e->act_status,
                         .last_success_on = (time_t) e->last_success_on,
                 };
         }

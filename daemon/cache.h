@@ -67,6 +67,7 @@ struct cache_mailbox {
         const char *name;               /* NULL when unknown */
         const char *email;              /* NULL when unknown */
         int incoming_status;            /* incomingemailstatus */
+        int act_status;                 /* actstatus */
         time_t last_success_on;         /* lastsuccessfulsynccompletedon, 0 if null */
 };
 /* Look a mailbox up by id (any case). The strings stay valid until the next

@@ -114,6 +114,9 @@ struct parser {
         bool in_section;        /* sections[n_sections - 1] is open */
         char *error;            /* the first error, "PATH:LINE: message" */
         unsigned error_line;
+        char *const *only;      /* config_load_selected()'s names; n_only == 0: all */
+        size_t n_only;
+        int max_line;           /* libinih's line buffer, as the reader was told */
 };
 
 static int fail(struct parser *p, unsigned line, const char *fmt, ...) _printf_(3, 4);
@@ -487,6 +490,15 @@ static void secret_buffer_clear(char (*buf)[SECRET_MAX + 1]) {
         explicit_bzero(*buf, sizeof(*buf));
 }
 
+static bool env_selected(const struct parser *p, const char *name) {
+        if (p->n_only == 0)
+                return true;
+        for (size_t i = 0; i < p->n_only; i++)
+                if (strcmp(p->only[i], name) == 0)
+                        return true;
+        return false;
+}
+
 static int parse_secret_file(struct parser *p, const struct key_def *k, const char *value, void *base) {
         struct env_config *env = base;
         _cleanup_free_ char *path = NULL, *resolved = NULL;
@@ -495,6 +507,19 @@ static int parse_secret_file(struct parser *p, const struct key_def *k, const ch
         struct stat st;
         size_t n = 0;
         int r;
+
+        /* An environment that -e leaves out needs no secret, and under
+         * s3mond@.service only the instance's own credential is there: keep
+         * the name as written and read nothing (the section is dropped). */
+        if (!env_selected(p, env->name)) {
+                char *copy = strdup(value);
+
+                if (!copy)
+                        return -ENOMEM;
+                free(env->client_secret_file);
+                env->client_secret_file = copy;
+                return 0;
+        }
 
         r = open_secret(p, k, value, &fd, &path);
         if (r < 0)
@@ -679,6 +704,7 @@ static char *reader(char *str, int num, void *stream) {
 
         if (p->error)
                 return NULL;
+        p->max_line = num;
         n = getline(&p->buf, &p->bufsize, p->f);
         if (n < 0) {
                 if (ferror(p->f))
@@ -902,6 +928,47 @@ static int parser_init(struct parser *p, const char *path) {
         return p->cfg->path ? 0 : -ENOMEM;
 }
 
+/* KEY = VALUE as config_dump() writes it must fit on a line the reader
+ * takes (the same test as reader()'s). */
+static int value_fits(struct parser *p, unsigned line, const char *section, const char *key, const char *value) {
+        size_t max, n = value ? strlen(value) : 0;
+
+        if (p->max_line <= 0 || strlen(key) + 6 >= (size_t) p->max_line)
+                return 0;
+        max = (size_t) p->max_line - strlen(key) - 6; /* " = ", "\n", and reader()'s 2 */
+        if (n <= max)
+                return 0;
+        return fail(p, line, "%s%s: '%.40s...' is %zu characters long once completed (a default, a resolved "
+                    "path), more than a line of this file holds for it (%zu): set a shorter %s", section, key,
+                    value, n, max, key);
+}
+
+/* config_dump()'s output must load again, but defaults built from other keys
+ * (scope, token_url), resolved paths and $STATE_DIRECTORY can be longer than
+ * anything the file held: refuse them here rather than dump what cannot load. */
+static int check_dump_fits(struct parser *p) {
+        const struct s3_config *c = p->cfg;
+        int r;
+
+        if ((r = value_fits(p, 1, "", "state_directory", c->state_directory)) < 0 ||
+            (r = value_fits(p, 1, "", "metrics_file", c->metrics_file)) < 0)
+                return r;
+        for (size_t i = 0; i < c->n_envs; i++) {
+                const struct env_config *e = &c->envs[i];
+                char section[128];
+
+                snprintf(section, sizeof(section), "[environment %s]: ", e->name);
+                if ((r = value_fits(p, e->line, section, "url", e->url)) < 0 ||
+                    (r = value_fits(p, e->line, section, "client_secret_file", e->client_secret_file)) < 0 ||
+                    (r = value_fits(p, e->line, section, "authority", e->authority)) < 0 ||
+                    (r = value_fits(p, e->line, section, "token_url", e->token_url)) < 0 ||
+                    (r = value_fits(p, e->line, section, "scope", e->scope)) < 0 ||
+                    (r = value_fits(p, e->line, section, "ca_file", e->ca_file)) < 0)
+                        return r;
+        }
+        return 0;
+}
+
 static int parse(struct parser *p) {
         int r;
 
@@ -921,13 +988,21 @@ static int parse(struct parser *p) {
         if (p->cfg->n_envs == 0)
                 return fail(p, p->line ? p->line : 1, "no [environment NAME] section: configure at least "
                             "one environment");
-        if (!p->cfg->state_directory)
-                return default_state_directory(&p->cfg->state_directory);
-        return 0;
+        if (!p->cfg->state_directory) {
+                r = default_state_directory(&p->cfg->state_directory);
+                if (r < 0)
+                        return r;
+        }
+        return check_dump_fits(p);
 }
 
 int config_load(const char *path, struct s3_config **ret, char **ret_error) {
-        _cleanup_(parser_done) struct parser p = { .path = path };
+        return config_load_selected(path, NULL, 0, ret, ret_error);
+}
+
+int config_load_selected(const char *path, char *const *names, size_t n, struct s3_config **ret,
+                         char **ret_error) {
+        _cleanup_(parser_done) struct parser p = { .path = path, .only = names, .n_only = n };
         int r;
 
         assert(path);

@@ -58,6 +58,13 @@ struct s3_config {
  * memory; caller frees); *ret is untouched. Reads $CREDENTIALS_DIRECTORY and
  * $STATE_DIRECTORY. */
 int config_load(const char *path, struct s3_config **ret, char **ret_error);
+/* config_load() for the environments NAMES (from -e; N == 0: all): the others'
+ * sections are checked as usual but their client secrets are not read, so
+ * that an instance of s3mond@.service needs only its own credential. The
+ * caller then drops those environments with config_select_environments()
+ * (cli_apply() does), which also reports a name that is not configured. */
+int config_load_selected(const char *path, char *const *names, size_t n, struct s3_config **ret,
+                         char **ret_error);
 void config_free(struct s3_config *c);
 
 /* Keep only the named environments (from -e), in the file's order; n == 0

@@ -98,7 +98,8 @@ static void on_reload(struct service *s, void *userdata) {
         int r;
 
         service_notify_reloading();
-        r = config_load(d->args->config_path, &config, &error);
+        r = config_load_selected(d->args->config_path, d->args->environments, d->args->n_environments,
+                                 &config, &error);
         if (r >= 0)
                 r = cli_apply(d->args, config, &error);
         if (r < 0) {

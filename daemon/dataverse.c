@@ -18,6 +18,7 @@
 #include "log.h"
 #include "odata.h"
 #include "schema.h"
+#include "strutil.h"
 
 #define DEFAULT_PAGE_SIZE 5000u
 #define DEFAULT_IN_FLIGHT 4u
@@ -561,6 +562,92 @@ static void parse_error_body(struct dv_query *q, const struct http_response *res
         json_decref(root);
 }
 
+static int hex4(const char *p, unsigned *ret) {
+        unsigned v = 0;
+
+        for (int i = 0; i < 4; i++) {
+                char ch = p[i];
+                v <<= 4;
+                if (ch >= '0' && ch <= '9')
+                        v |= (unsigned) (ch - '0');
+                else if (ch >= 'a' && ch <= 'f')
+                        v |= (unsigned) (ch - 'a' + 10);
+                else if (ch >= 'A' && ch <= 'F')
+                        v |= (unsigned) (ch - 'A' + 10);
+                else
+                        return -EINVAL;
+        }
+        *ret = v;
+        return 0;
+}
+
+static bool is_u_escape(const char *s, size_t n, size_t i, unsigned *ret) {
+        return i + 6 <= n && s[i] == '\\' && s[i + 1] == 'u' && hex4(s + i + 2, ret) == 0;
+}
+
+char *dv_json_repair(const char *s, size_t n, size_t *ret_repairs) {
+        char *out = malloc(n + 1);
+        size_t repairs = 0;
+        unsigned u, v;
+
+        if (!out)
+                return NULL;
+        memcpy(out, s, n);
+        out[n] = 0;
+        for (size_t i = 0; i < n;) {
+                uint32_t cp;
+                size_t k;
+
+                if (out[i] == '\\') {
+                        if (!is_u_escape(out, n, i, &u)) {
+                                i += 2; /* \" \\ \n ...: the escaped byte is no escape itself */
+                                continue;
+                        }
+                        if (u >= 0xD800 && u <= 0xDBFF && is_u_escape(out, n, i + 6, &v) && v >= 0xDC00 &&
+                            v <= 0xDFFF) {
+                                i += 12; /* a pair: one code point beyond U+FFFF */
+                                continue;
+                        }
+                        if (u == 0 || (u >= 0xD800 && u <= 0xDFFF)) {
+                                memcpy(out + i, "\\ufffd", 6);
+                                repairs++;
+                        }
+                        i += 6;
+                        continue;
+                }
+                k = utf8_decode(out + i, n - i, &cp);
+                if (cp == UTF8_INVALID) {
+                        memset(out + i, '?', k);
+                        repairs++;
+                }
+                i += k;
+        }
+        if (ret_repairs)
+                *ret_repairs = repairs;
+        return out;
+}
+
+/* jansson refuses a document holding "\u0000", an unpaired surrogate escape or
+ * ill-formed UTF-8, which a .NET service can send (a NUL in a column, a string
+ * cut between the halves of a surrogate pair). One such row must not make the
+ * whole page, and with it the environment, unreadable: parse a repaired copy. */
+static json_t *load_page(struct dv_query *q, const struct http_response *resp, json_error_t *jerr) {
+        json_t *root = json_loadb(resp->body, resp->body_len, 0, jerr);
+        _cleanup_free_ char *fixed = NULL;
+        size_t repairs = 0;
+
+        if (root)
+                return root;
+        fixed = dv_json_repair(resp->body, resp->body_len, &repairs);
+        if (!fixed || repairs == 0)
+                return NULL;
+        root = json_loadb(fixed, resp->body_len, 0, jerr);
+        if (root)
+                log_info("%s: %s: %zu NUL, unpaired surrogate or ill-formed UTF-8 sequence(s) in the "
+                         "response replaced", q->client->name, kind_names[q->kind], repairs);
+        return root;
+}
+
 static void page_received(struct dv_query *q, const struct http_response *resp) {
         struct dv_client *c = q->client;
         json_error_t jerr;
@@ -572,7 +659,7 @@ static void page_received(struct dv_query *q, const struct http_response *resp) 
                             resp->content_type ? resp->content_type : "(none)");
                 return;
         }
-        root = json_loadb(resp->body, resp->body_len, 0, &jerr);
+        root = load_page(q, resp, &jerr);
         if (!root) {
                 retry_later(q, -EBADMSG, 0, "response is not valid JSON (%s at byte %d of %zu)", jerr.text,
                             jerr.position, resp->body_len);
@@ -726,7 +813,7 @@ static void send_page(struct dv_query *q, const char *token) {
 
         if (q->kind == DV_QUERY_TRACELOGS)
                 snprintf(prefer, sizeof(prefer), "Prefer: odata.include-annotations=\"%s\",odata.maxpagesize=%u",
-                         DV_ANNOTATION_LOOKUP_NAME + 1, c->opt.max_page_size);
+                         &DV_ANNOTATION_LOOKUP_NAME[1], c->opt.max_page_size); /* without its "@" */
         else
                 snprintf(prefer, sizeof(prefer), "Prefer: odata.maxpagesize=%u", c->opt.max_page_size);
         if (asprintf(&authorization, "Authorization: Bearer %s", token) < 0)

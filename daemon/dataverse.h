@@ -134,3 +134,9 @@ int dv_query(struct dv_client *c, enum dv_query_kind kind, const struct dv_query
 int dv_query_urls(const char *env_url, enum dv_query_kind kind, const struct dv_query_args *args,
                   unsigned ids_per_request, char ***ret_urls, size_t *ret_n);
 void dv_urls_free(char **urls, size_t n);
+
+/* A NUL-terminated copy of the N bytes of JSON text at S, the same length, with what
+ * jansson refuses but the service may send made harmless: "\u0000" and unpaired
+ * surrogate escapes become "\ufffd", each byte of an ill-formed UTF-8 sequence '?'.
+ * *ret_repairs (may be NULL) counts the replacements. NULL only on ENOMEM. Pure. */
+char *dv_json_repair(const char *s, size_t n, size_t *ret_repairs);

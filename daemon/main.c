@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -43,6 +44,15 @@ int main(int argc, char **argv) {
 
         log_set_syslog_prefix(stderr_is_journal());
 
+        /* The client secret and the bearer tokens live in this process's memory. A
+         * core dump (core_pattern, systemd-coredump) would put them in a file on
+         * disk; not being dumpable means no core is written, and other processes of
+         * the same user can neither ptrace us nor read /proc/<pid>/mem or environ.
+         * Set before the configuration (and so the secret) is read. To debug a
+         * crash, run s3mond under a debugger (as root) instead. */
+        if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+                log_warning("cannot make the process non-dumpable: %m");
+
         r = cli_parse(argc, argv, &args, &error);
         if (r < 0) {
                 r = fail_once_aware(&args, cli_usage_exit_code(&args), "command line",
@@ -62,7 +72,7 @@ int main(int argc, char **argv) {
         }
         log_set_max_level(cli_log_level(&args));
 
-        r = config_load(args.config_path, &config, &error);
+        r = config_load_selected(args.config_path, args.environments, args.n_environments, &config, &error);
         if (r >= 0)
                 r = cli_apply(&args, config, &error);
         if (r < 0)

@@ -42,6 +42,7 @@ struct mailbox_row {
         char *name;
         char *email;            /* emailaddress, may be NULL */
         int incoming_status;    /* incomingemailstatus: 0 not run, 1 success, 2 failure */
+        int act_status;         /* actstatus (appointments, contacts, tasks): same values */
         bool has_error_code;
         int64_t last_error_code;        /* lastsyncerrorcode */
         char *last_error;               /* lastsyncerror, may be NULL */

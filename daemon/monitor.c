@@ -32,6 +32,11 @@
 #define MONITOR_CLOSED_RETENTION_SEC (7 * 86400)
 /* Per-cycle jitter, as a fraction of the interval, both ways. */
 #define MONITOR_JITTER 0.025
+/* --once answers a monitoring system that kills checks after a minute
+ * (Nagios' service_check_timeout, Icinga's check_timeout): give up on an
+ * environment well before, whatever the poll interval says. */
+#define MONITOR_ONCE_RETRY_BUDGET_SEC 10.0
+#define MONITOR_ONCE_REQUEST_TIMEOUT_MS 20000L
 
 struct cycle;
 
@@ -51,6 +56,7 @@ struct env_monitor {
         unsigned cycles;                        /* timer-started cycles, for the debug log */
         bool completed;                         /* at least one cycle ran to its end */
         bool failing;                           /* the last cycle failed */
+        bool save_failing;                      /* the last state_save() failed */
         time_t failing_since;
         unsigned failures;
         char *failure_query;
@@ -317,7 +323,16 @@ static void cycle_failed(struct cycle *c) {
         cycle_end(c);
 }
 
-/* Mailboxes that received mail after the last alert, resolve_after ago. */
+/* Email: a successful sync completed after the last alert. Appointments,
+ * contacts and tasks: the mailbox's ACT status is Success again (the service
+ * keeps no time of the last good ACT sync). */
+static bool mailbox_receiving_again(const struct cache_mailbox *mb, const struct state_open_finding *f) {
+        if (f->alert_kind == ALERT_KIND_ACT)
+                return mb->act_status == 1;
+        return mb->last_success_on > f->last_at;
+}
+
+/* Mailboxes that receive again after the last alert, resolve_after ago. */
 static void resolve_open_findings(struct cycle *c) {
         struct env_monitor *em = c->env;
         struct monitor *m = em->monitor;
@@ -332,7 +347,7 @@ static void resolve_open_findings(struct cycle *c) {
 
                 if (!f->mailbox_id || !cache_mailbox_get(em->cache, f->mailbox_id, &mb))
                         continue;
-                if (mb.last_success_on <= f->last_at ||
+                if (!mailbox_receiving_again(&mb, f) ||
                     c->now - f->last_at < (time_t) m->config->resolve_after_sec)
                         continue;
                 e = (struct resolved_event) {
@@ -378,8 +393,16 @@ static void cycle_save(struct cycle *c) {
         r = state_save(em->state, &error);
         if (r < 0) {
                 metrics_inc_state_save_errors(em->metrics);
-                log_warning("%s: state not saved (will retry next cycle): %s", env_name(em),
-                            error ? error : strerror(-r));
+                /* Once per outage (a full or read-only disk lasts): the metric counts the rest. */
+                if (!em->save_failing)
+                        log_warning("%s: state not saved (will retry every cycle): %s", env_name(em),
+                                    error ? error : strerror(-r));
+                else
+                        log_debug("%s: state still not saved: %s", env_name(em), error ? error : strerror(-r));
+                em->save_failing = true;
+        } else if (r > 0 && em->save_failing) {
+                log_notice("%s: state saved again in %s", env_name(em), state_path(em->state));
+                em->save_failing = false;
         }
 }
 
@@ -404,6 +427,7 @@ static int note_finding(struct env_monitor *em, const struct finding *f, const s
                 .finding_id = f->id,
                 .alert_id = a->id,
                 .alert_source = a->source,
+                .alert_kind = a->kind,
                 .mailbox_id = f->mailbox.id,
                 .mailbox_name = f->mailbox.name,
                 .mailbox_email = f->mailbox.email,
@@ -798,6 +822,14 @@ static int env_monitor_new(struct monitor *m, const struct env_config *config, s
         };
         int r;
 
+        if (m->params.once) {
+                if (opt.retry_budget_sec > MONITOR_ONCE_RETRY_BUDGET_SEC)
+                        opt.retry_budget_sec = MONITOR_ONCE_RETRY_BUDGET_SEC;
+                if (opt.max_backoff_sec > MONITOR_ONCE_RETRY_BUDGET_SEC)
+                        opt.max_backoff_sec = MONITOR_ONCE_RETRY_BUDGET_SEC;
+                opt.timeout_ms = MONITOR_ONCE_REQUEST_TIMEOUT_MS;
+        }
+
         em = calloc(1, sizeof(*em));
         if (!em)
                 return -ENOMEM;
@@ -1024,6 +1056,15 @@ void monitor_get_summary(const struct monitor *m, struct monitor_summary *ret) {
                 if (em->state)
                         ret->open += (unsigned) state_open_count(em->state);
         }
+}
+
+const char *monitor_next_incomplete(const struct monitor *m, size_t *cursor) {
+        while (*cursor < m->n_envs) {
+                const struct env_monitor *em = m->envs[(*cursor)++];
+                if (!em->completed)
+                        return env_name(em);
+        }
+        return NULL;
 }
 
 const char *monitor_next_failure(const struct monitor *m, size_t *cursor, const char **ret_message) {

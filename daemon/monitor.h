@@ -75,3 +75,5 @@ void monitor_get_summary(const struct monitor *m, struct monitor_summary *ret);
 /* The environments that failed in --once mode, with their last message, for
  * the report: walk with *cursor = 0 until it returns NULL. */
 const char *monitor_next_failure(const struct monitor *m, size_t *cursor, const char **ret_message);
+/* The environments that have not finished a cycle yet (--once out of time). */
+const char *monitor_next_incomplete(const struct monitor *m, size_t *cursor);

@@ -18,6 +18,7 @@ struct once_report {
         bool json;              /* JSON lines go straight to out: no summary to wait for */
         FILE *out;
         int error;              /* -ENOMEM while collecting */
+        bool timed_out;         /* ONCE_DEADLINE_SEC passed before every environment was done */
         struct ev_loop *loop;
 };
 
@@ -64,6 +65,32 @@ static int sink_error(const struct error_event *e, void *userdata) {
         return rep->json ? report_add(rep, json_line(error_event_to_json(e))) : 0;
 }
 
+/* Out of time: say which environments did not answer (JSON readers get an
+ * error event each; the human summary names them). */
+static void report_timeouts(const struct monitor *m, struct once_report *rep) {
+        _cleanup_free_ char *message = NULL;
+        const char *env;
+        size_t cursor = 0;
+
+        if (asprintf(&message, "no answer within %d s", ONCE_DEADLINE_SEC) < 0) {
+                rep->error = -ENOMEM;
+                return;
+        }
+        while ((env = monitor_next_incomplete(m, &cursor))) {
+                time_t now = time(NULL);
+                struct error_event e = {
+                        .environment = (char *) env,
+                        .state = ERROR_STATE_FAILING,
+                        .message = message,
+                        .since = now,
+                        .at = now,
+                };
+                log_error("%s: %s", env, message);
+                if (rep->json)
+                        report_add(rep, json_line(error_event_to_json(&e)));
+        }
+}
+
 static void cycle_done(struct monitor *m, void *userdata) {
         struct once_report *rep = userdata;
         struct monitor_summary s;
@@ -71,6 +98,18 @@ static void cycle_done(struct monitor *m, void *userdata) {
         monitor_get_summary(m, &s);
         if (s.completed == s.environments)
                 ev_break(rep->loop, EVBREAK_ALL);
+}
+
+static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents) {
+        struct once_report *rep = w->data;
+
+        rep->timed_out = true;
+        ev_break(loop, EVBREAK_ALL);
+}
+
+/* Environments that could not be checked: failed, or out of time. */
+static unsigned unchecked(const struct monitor_summary *s) {
+        return s->failing + (s->environments - s->completed);
 }
 
 const char *once_status_to_string(enum once_status s) {
@@ -84,7 +123,7 @@ static enum once_status status_of(const struct monitor_summary *s) {
 
         if (s->findings[VERDICT_CONFIRMED] > 0)
                 return ONCE_CRITICAL;
-        if (s->failing > 0)
+        if (unchecked(s) > 0)
                 return ONCE_UNKNOWN;
         return total > 0 ? ONCE_WARNING : ONCE_OK;
 }
@@ -104,16 +143,19 @@ static void print_summary(const struct monitor *m, const struct monitor_summary 
 
         fprintf(out, "S3MOND %s - %u finding%s (%u confirmed) in %u environment%s", once_status_to_string(st),
                 total, total == 1 ? "" : "s", confirmed, s->environments, s->environments == 1 ? "" : "s");
-        if (s->failing > 0) {
-                fprintf(out, "; could not check %u:", s->failing);
+        if (unchecked(s) > 0) {
+                fprintf(out, "; could not check %u:", unchecked(s));
                 while ((env = monitor_next_failure(m, &cursor, &message))) {
                         fprintf(out, " %s (", env);
                         fput_summary_text(message ? message : "failed", out);
                         fputc(')', out);
                 }
+                cursor = 0;
+                while ((env = monitor_next_incomplete(m, &cursor)))
+                        fprintf(out, " %s (no answer within %d s)", env, ONCE_DEADLINE_SEC);
         }
         fprintf(out, " | findings=%u;;;0 confirmed=%u;;;0 suspected=%u;;;0 unexplained=%u;;;0 failed_environments=%u;;;0\n",
-                total, confirmed, s->findings[VERDICT_SUSPECTED], s->findings[VERDICT_UNEXPLAINED], s->failing);
+                total, confirmed, s->findings[VERDICT_SUSPECTED], s->findings[VERDICT_UNEXPLAINED], unchecked(s));
 }
 
 enum once_status once_run(const struct s3_config *c, uint64_t since_sec, bool json, FILE *out) {
@@ -132,6 +174,7 @@ enum once_status once_run(const struct s3_config *c, uint64_t since_sec, bool js
         _cleanup_free_ char *error = NULL;
         struct monitor_summary s = {};
         enum once_status st = ONCE_UNKNOWN;
+        ev_timer deadline;
         int r;
 
         if (!loop) {
@@ -148,9 +191,15 @@ enum once_status once_run(const struct s3_config *c, uint64_t since_sec, bool js
                 fprintf(out, "S3MOND UNKNOWN - %s\n", error ? error : strerror(-r));
                 goto out;
         }
+        ev_timer_init(&deadline, on_deadline, ONCE_DEADLINE_SEC, 0.);
+        deadline.data = &rep;
+        ev_timer_start(loop, &deadline);
         ev_run(loop, 0);
+        ev_timer_stop(loop, &deadline);
 
         monitor_get_summary(m, &s);
+        if (rep.timed_out)
+                report_timeouts(m, &rep);
         st = rep.error < 0 ? ONCE_UNKNOWN : status_of(&s);
         if (!json)
                 print_summary(m, &s, st, out);

@@ -8,6 +8,11 @@
 
 #include "config.h"
 
+/* --once gives up on environments that have not answered by then, as
+ * UNKNOWN, before a monitoring system's own check timeout (a minute by
+ * default in Nagios and Icinga) turns a slow Dataverse into a CRITICAL. */
+#define ONCE_DEADLINE_SEC 50
+
 /* Monitoring-plugin states, also the exit codes. */
 enum once_status {
         ONCE_OK = 0,

@@ -261,6 +261,7 @@ static int parse_mailbox(const struct ctx *c, struct mailbox_row *m) {
             (r = get_string(c, "name", false, &m->name)) < 0 ||
             (r = get_string(c, "emailaddress", false, &m->email)) < 0 ||
             (r = get_int(c, "incomingemailstatus", false, &m->incoming_status)) < 0 ||
+            (r = get_int(c, "actstatus", false, &m->act_status)) < 0 ||
             (r = get_integer(c, "lastsyncerrorcode", false, INT32_MIN, INT32_MAX, &m->last_error_code,
                              &m->has_error_code)) < 0 ||
             (r = get_string(c, "lastsyncerror", false, &m->last_error)) < 0 ||

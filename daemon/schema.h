@@ -14,7 +14,7 @@
 
 #define DV_SET_MAILBOXES "mailboxes"
 #define DV_SELECT_MAILBOXES                                                            \
-        "mailboxid,name,emailaddress,incomingemailstatus,lastsyncerrorcode,lastsyncerror," \
+        "mailboxid,name,emailaddress,incomingemailstatus,actstatus,lastsyncerrorcode,lastsyncerror," \
         "lastsyncerroroccurredon,lastsuccessfulsynccompletedon,modifiedon"
 
 /* Configuration cache: workflow definitions and activations (category 0). */

@@ -401,10 +401,11 @@ static bool streq_source(const char *s, enum alert_source a) {
 }
 
 static json_t *open_finding_to_json(const struct state_open_finding *f) {
-        return json_pack("{s:o, s:o, s:s, s:{s:o, s:o, s:o}, s:I, s:I, s:o, s:o, s:o}",
+        return json_pack("{s:o, s:o, s:s, s:s, s:{s:o, s:o, s:o}, s:I, s:I, s:o, s:o, s:o}",
                          "finding_id", json_str(f->finding_id),
                          "alert_id", json_str(f->alert_id),
                          "alert_source", alert_source_to_string(f->alert_source),
+                         "alert_kind", f->alert_kind == ALERT_KIND_ACT ? "act" : "email",
                          "mailbox",
                                  "id", json_str(f->mailbox_id),
                                  "name", json_str(f->mailbox_name),
@@ -419,7 +420,7 @@ static json_t *open_finding_to_json(const struct state_open_finding *f) {
 /* Fills *f with strings borrowed from O. */
 static int open_finding_from_json(json_t *o, struct state_open_finding *f, char **reason) {
         json_t *mb = json_object_get(o, "mailbox");
-        const char *source;
+        const char *source, *kind = NULL;
         int r;
 
         *f = (struct state_open_finding) {};
@@ -428,6 +429,7 @@ static int open_finding_from_json(json_t *o, struct state_open_finding *f, char 
         if ((r = get_string(o, "finding_id", false, &f->finding_id, reason)) < 0 ||
             (r = get_string(o, "alert_id", false, &f->alert_id, reason)) < 0 ||
             (r = get_string(o, "alert_source", false, &source, reason)) < 0 ||
+            (r = get_string(o, "alert_kind", true, &kind, reason)) < 0 ||
             (r = get_uint(o, "generation", 1, &f->generation, reason)) < 0 ||
             (r = get_uint(o, "occurrences", 1, &f->occurrences, reason)) < 0 ||
             (r = get_time(o, "first_at", false, &f->first_at, reason)) < 0 ||
@@ -440,6 +442,13 @@ static int open_finding_from_json(json_t *o, struct state_open_finding *f, char 
                 f->alert_source = ALERT_SOURCE_MAILBOX;
         else
                 return errorf(reason, -EBADMSG, "\"alert_source\" is unknown");
+        /* Absent in files written before ACT findings resolved on their own. */
+        if (!kind || strcmp(kind, "email") == 0)
+                f->alert_kind = ALERT_KIND_EMAIL;
+        else if (strcmp(kind, "act") == 0)
+                f->alert_kind = ALERT_KIND_ACT;
+        else
+                return errorf(reason, -EBADMSG, "\"alert_kind\" is unknown");
         if (!json_is_object(mb))
                 return errorf(reason, -EBADMSG, "\"mailbox\" is not an object");
         if ((r = get_string(mb, "id", true, &f->mailbox_id, reason)) < 0 ||

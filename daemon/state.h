@@ -50,6 +50,7 @@ struct state_open_finding {
         const char *finding_id;
         const char *alert_id;
         enum alert_source alert_source;
+        enum alert_kind alert_kind;     /* email or ACT: what "receiving again" means */
         const char *mailbox_id;         /* may be NULL */
         const char *mailbox_name;       /* may be NULL */
         const char *mailbox_email;      /* may be NULL */

@@ -2,6 +2,7 @@
  * No clock reads here: callers pass times in. */
 #include <ctype.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -20,6 +21,7 @@ static int unit_seconds(char u, uint64_t *ret) {
 
 int duration_parse(const char *s, uint64_t *ret_sec) {
         uint64_t total = 0;
+        bool groups = false;    /* a number with its unit came before */
 
         if (!s || !*s)
                 return -EINVAL;
@@ -39,13 +41,14 @@ int duration_parse(const char *s, uint64_t *ret_sec) {
                         if (unit_seconds(*s, &mult) < 0)
                                 return -EINVAL;
                         s++;
-                } else if (total != 0)
-                        return -EINVAL; /* "1h30" is ambiguous */
+                } else if (groups)
+                        return -EINVAL; /* "1h30" (and "0h30") is ambiguous */
                 if (n > UINT64_MAX / mult)
                         return -ERANGE;
                 if (total > UINT64_MAX - n * mult)
                         return -ERANGE;
                 total += n * mult;
+                groups = true;
         }
         *ret_sec = total;
         return 0;
@@ -87,6 +90,7 @@ int iso8601_parse(const char *s, time_t *ret) {
         struct tm tm = {};
         int y, mo, d, h, mi, sec, off = 0;
         const char *p = s;
+        time_t t;
 
         if (!s)
                 return -EINVAL;
@@ -127,7 +131,13 @@ int iso8601_parse(const char *s, time_t *ret) {
         tm.tm_hour = h;
         tm.tm_min = mi;
         tm.tm_sec = sec;
-        *ret = timegm(&tm) - off;
+        t = timegm(&tm) - off;
+        /* An offset (or a leap second) can carry 9999-12-31 into the year
+         * 10000, or 0000-01-01 back into -1: iso8601_format() could not write
+         * those back, so a state file would turn them into 1970. */
+        if (t < ISO8601_MIN || t > ISO8601_MAX)
+                return -EINVAL;
+        *ret = t;
         return 0;
 }
 

@@ -13,7 +13,10 @@ int duration_parse(const char *s, uint64_t *ret_sec);
 /* Shortest exact form: 90 -> "90s", 3600 -> "1h", 5400 -> "90m". */
 char *duration_format(uint64_t sec, char *buf, size_t size);
 
-/* Accepts "YYYY-MM-DDTHH:MM:SS[.fff]Z" and "+HH:MM"/"-HH:MM" offsets. */
+/* Accepts "YYYY-MM-DDTHH:MM:SS[.fff]Z" and "+HH:MM"/"-HH:MM" offsets, for
+ * instants from ISO8601_MIN to ISO8601_MAX (what iso8601_format() writes). */
 int iso8601_parse(const char *s, time_t *ret);
+#define ISO8601_MIN ((time_t) INT64_C(-62167219200))   /* 0000-01-01T00:00:00Z */
+#define ISO8601_MAX ((time_t) INT64_C(253402300799))   /* 9999-12-31T23:59:59Z */
 /* Always "YYYY-MM-DDTHH:MM:SSZ"; buf must hold ISO8601_BUFSZ bytes. */
 char *iso8601_format(time_t t, char buf[static ISO8601_BUFSZ]);

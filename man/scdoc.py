@@ -3,14 +3,15 @@
 run scdoc, and turn off hyphenation and justification so that names such as
 UnknownIncomingEmailIntegrationError stay whole (and searchable) on screen.
 
-usage: scdoc.py SCDOC INPUT.scd OUTPUT SYSCONFDIR
+usage: scdoc.py SCDOC INPUT.scd OUTPUT SYSCONFDIR [DATADIR]
 """
 import subprocess
 import sys
 
 scdoc, source, output, sysconfdir = sys.argv[1:5]
+datadir = sys.argv[5] if len(sys.argv) > 5 else "/usr/share"
 with open(source, encoding="utf-8") as f:
-    text = f.read().replace("@SYSCONFDIR@", sysconfdir)
+    text = f.read().replace("@SYSCONFDIR@", sysconfdir).replace("@DATADIR@", datadir)
 roff = subprocess.run([scdoc], input=text, capture_output=True, text=True, check=False)
 if roff.returncode != 0:
     sys.stderr.write("%s: %s" % (source, roff.stderr))

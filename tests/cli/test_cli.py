@@ -113,7 +113,9 @@ class CheckConfig(Scratch):
         os.chmod(os.path.join(self.dir, "prod.secret"), 0o644)
         r = run("--check-config", "-c", conf)
         self.assertEqual(r.returncode, 78)
-        self.assertIn("%s:31: client_secret_file: " % conf, r.stderr)
+        with open(conf) as f:
+            line = next(i for i, l in enumerate(f, 1) if l.startswith("client_secret_file"))
+        self.assertIn("%s:%d: client_secret_file: " % (conf, line), r.stderr)
         self.assertIn("chmod 600 %s/prod.secret" % self.dir, r.stderr)
         self.assertNoSecret(r)
 

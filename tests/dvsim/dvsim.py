@@ -54,7 +54,8 @@ Admin API (JSON in and out):
   POST   /_admin/stats/reset          zero the statistics
   GET    /_admin/health               {"ok": true, "port": N, "environments": [...]}
   GET    /_admin/expected             the "expected" keys of the loaded scenarios
-  POST   /_admin/shutdown             stop the server
+  POST   /_admin/scenario             load another scenario (a JSON body) into the server
+  POST   /_admin/shutdown             stop the server (so does SIGTERM; exit status 0)
 
 Faults: {"target": "<env>/<set>" | "<env>/token" | "<env>" | "token" | "*",
          "kind": KIND, "count": N (default 1) | "duration": SECONDS, "skip": K}
@@ -72,8 +73,20 @@ Faults: {"target": "<env>/<set>" | "<env>/token" | "<env>" | "token" | "*",
     truncated           Content-Length says more than is sent, then close
     huge                + "mb": a 200 JSON body of that many megabytes
     wrong_content_type  200 text/html page
+    foreign_nextlink    the normal answer, but its @odata.nextLink (added when
+                          there is none) points at "host" (default
+                          127.0.0.2:PORT), same path and query
   "skip": K lets the first K matching requests through first; the fault then
   hits the next "count" requests (or all requests for "duration" seconds).
+
+Stats: {"started": T, "environments": {"prod": {"requests": N, "status": {"200": N},
+  "bytes_sent": N, "writes": N, "sets": {"tracelogs": {"requests", "status",
+  "bytes_sent", "log": [{"t": 1795600001.123, "status": 429, "method": "GET",
+  "path": "/prod/api/...", "fault": "429"}, ...]}, "token": {...}}}}}
+  A request is in the stats before its answer is sent; "status" 0 is a reset.
+
+Datetimes are kept to the millisecond and served to the second, like the
+service: "modifiedon gt <a value just read>" returns that row again.
 
 Examples:
   python3 tests/dvsim/dvsim.py --scenario tests/fixtures/realistic.json --port 0 \\
@@ -87,6 +100,10 @@ Examples:
   curl -s -d '{"target":"prod/tracelogs","kind":"429","retry_after":2,"count":3}' \\
       http://127.0.0.1:$P/_admin/faults
   curl -s http://127.0.0.1:$P/_admin/stats | jq .environments.prod.sets.tracelogs.status
+  (curl needs -g for URLs with [ ], e.g. Microsoft.Dynamics.CRM.In(...PropertyValues=['1']))
+
+More: tests/dvsim/README.md; large scenarios: tests/dvsim/gen.py --help; fixtures with
+their expected findings: tests/fixtures/.
 """
 
 import argparse
@@ -101,6 +118,7 @@ import operator
 import os
 import re
 import secrets
+import signal
 import socket
 import struct
 import sys
@@ -131,7 +149,7 @@ THROTTLE = {
     "0x80072326": "Number of concurrent requests exceeded the limit of 52.",
 }
 FAULT_KINDS = ("429", "500", "503", "401", "reset", "stall", "slow", "invalid_json",
-               "truncated", "huge", "wrong_content_type")
+               "truncated", "huge", "wrong_content_type", "foreign_nextlink")
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                      r"[0-9a-fA-F]{12}$")
 _GUID_LOWER = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -450,24 +468,26 @@ _REL_FAST = re.compile(r"^now-(\d+)s$")
 
 
 def parse_time(value, now):
-    """A scenario datetime: ISO 8601 or "now[+-]N[smhd]..." -> epoch int."""
+    """A scenario datetime: ISO 8601 or "now[+-]N[smhd]..." -> epoch seconds.
+    Kept to the millisecond like the service's SQL datetime columns; the Web API
+    serves them truncated to the second (fmt_time)."""
     if not isinstance(value, str):
         raise ValueError("a datetime must be a string")
     m = _REL_FAST.match(value)
     if m:
-        return int(now) - int(m.group(1))
+        return round(now - int(m.group(1)), 3)
     m = _REL_RE.match(value.strip())
     if m:
         t = now
         for sign, parts in _REL_TERM_RE.findall(m.group(1)):
             secs = sum(float(n) * _UNIT[u] for n, u in _REL_PART_RE.findall(parts))
             t += secs if sign == "+" else -secs
-        return int(t)
+        return round(t, 3)
     t = parse_iso(value)
     if t is None:
         raise ValueError("not an ISO 8601 datetime with Z or offset, nor now[+-]N[smhd]: %r"
                          % value)
-    return int(t)
+    return round(t, 3)
 
 
 def fmt_time(t):
@@ -601,7 +621,7 @@ class Env:
                 row[key] = value
             elif k == "dt" and type(value) is str and value.startswith("now-") \
                     and value.endswith("s") and value[4:-1].isdigit():
-                row[key] = int(now) - int(value[4:-1])
+                row[key] = round(now - int(value[4:-1]), 3)
             elif k in ("guid", "lookup") and type(value) is str and len(value) == 36 \
                     and _GUID_LOWER.match(value):
                 row[key] = value
@@ -617,7 +637,7 @@ class Env:
                 row[schema.pk] = new_guid()
             for c in ("createdon", "modifiedon"):
                 if c in schema.cols and c not in data:
-                    row[c] = int(now)
+                    row[c] = round(now, 3)
             if "modifiedon" in schema.cols and row.get("createdon") is not None and \
                     "modifiedon" not in data:
                 row["modifiedon"] = max(row["modifiedon"], row["createdon"])
@@ -661,7 +681,7 @@ class Env:
         existing = td.rows.get(pk) if pk else None
         row = self.make_row(schema, data, now, where, existing)
         if existing and "modifiedon" in schema.cols and "modifiedon" not in data:
-            row["modifiedon"] = int(now)
+            row["modifiedon"] = round(now, 3)
         if check:
             self.check_lookups(schema, row, where)
         row["@v"] = self.next_version()
@@ -1532,7 +1552,7 @@ class Fault:
         if not isinstance(spec, dict):
             raise ValueError("a fault must be a JSON object")
         known = {"target", "kind", "count", "duration", "skip", "retry_after",
-                 "retry_after_date", "code", "seconds", "mb", "graceful", "status"}
+                 "retry_after_date", "code", "seconds", "mb", "graceful", "status", "host"}
         for k in spec:
             if k not in known:
                 raise ValueError("unknown fault field %r (known: %s)" % (k, sorted(known)))
@@ -1554,6 +1574,10 @@ class Fault:
         self.seconds = float(spec.get("seconds", 5))
         self.mb = float(spec.get("mb", 10))
         self.graceful = bool(spec.get("graceful", False))
+        self.host = spec.get("host")
+        if self.host is not None and not (isinstance(self.host, str) and
+                                          re.match(r"^[A-Za-z0-9.:\[\]-]+$", self.host)):
+            raise ValueError("a fault's host is host[:port]")
         self.hits = 0
         self.spec = spec
         self.id = Fault._next
@@ -1975,7 +1999,14 @@ class Response:
                  headers=None):
         self.status = status
         if isinstance(body, (dict, list)):
-            body = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+            text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+            try:
+                body = text.encode()
+            except UnicodeEncodeError:
+                # a lone surrogate (a .NET string cut inside a pair) cannot be
+                # UTF-8: send every non-ASCII character \u-escaped, as the
+                # service's JSON writer can
+                body = json.dumps(body, separators=(",", ":")).encode()
         elif isinstance(body, str):
             body = body.encode()
         self.body = body
@@ -2172,8 +2203,8 @@ class Handler(BaseHTTPRequestHandler):
         k = f.kind
         if k == "stall":
             time.sleep(f.seconds)
-            return False, f
-        if k in ("slow", "truncated"):
+            return False, f     # answered normally, logged as stalled
+        if k in ("slow", "truncated", "foreign_nextlink"):
             return False, f
         if k == "reset":
             with sim.lock:
@@ -2257,11 +2288,11 @@ class Handler(BaseHTTPRequestHandler):
                 pass
         env = self.env_for_token(in_tenant, form)
         env_name = env.name if env else "_unknown"
-        done, _f = self.apply_fault(env_name, "token", method, t0, token_endpoint=True)
+        done, fault = self.apply_fault(env_name, "token", method, t0, token_endpoint=True)
         if done:
             return
         resp = self.token_response(method, tenant, in_tenant, form, env)
-        self.finish_request(env_name, "token", method, resp, None, t0)
+        self.finish_request(env_name, "token", method, resp, fault, t0)
 
     def env_for_token(self, in_tenant, form):
         scope = form.get("scope", "")
@@ -2396,9 +2427,20 @@ class Handler(BaseHTTPRequestHandler):
                                  "allowed (s3mond never writes to Dataverse)." % method)
             else:
                 resp = self.api_get(env, root, rest, set_name, m, url)
+                if fault is not None and fault.kind == "foreign_nextlink":
+                    self.foreign_next_link(resp, fault)
         except ODataError as e:
             resp = odata_error_response(e)
         self.finish_request(env.name, stat_key, method, resp, fault, t0)
+
+    def foreign_next_link(self, resp, fault):
+        """The answer as it was, but its @odata.nextLink (added if there was none)
+        points at another host: a client must refuse to follow it (and so to send
+        its token there)."""
+        body = json.loads(resp.body)
+        host = fault.host or "127.0.0.2:%d" % self.sim.port
+        body["@odata.nextLink"] = "http://%s%s" % (host, self.path)
+        resp.body = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
     def api_get(self, env, root, rest, set_name, m, url):
         sim = self.sim
@@ -2477,6 +2519,11 @@ class Handler(BaseHTTPRequestHandler):
             return Response(200, sim.expected)
         if segs == ["shutdown"] and method == "POST":
             return Response(200, {"ok": True})
+        if segs == ["scenario"] and method == "POST":
+            with sim.lock:
+                before = set(sim.envs)
+                sim.load(data, "admin scenario")
+                return Response(200, {"environments": [e for e in sim.envs if e not in before]})
         if segs == ["tokens", "revoke"] and method == "POST":
             env = (data or {}).get("env") if isinstance(data, dict) else None
             with sim.lock:
@@ -2594,9 +2641,13 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 1024
 
 
+class Server6(Server):
+    address_family = socket.AF_INET6
+
+
 def make_server(sim, host="127.0.0.1", port=0):
     handler = type("BoundHandler", (Handler,), {"sim": sim})
-    server = Server((host, port), handler)
+    server = (Server6 if ":" in host else Server)((host, port), handler)
     sim.server = server
     sim.port = server.server_address[1]
     return server
@@ -2674,6 +2725,9 @@ def main(argv=None):
             print("dvsim:   %-12s url http://%s:%d/%s  tenant %s  client_id %s"
                   % (env.name, args.host, sim.port, env.name, env.tenant, env.client_id),
                   file=sys.stderr)
+    def on_term(_sig, _frame):
+        threading.Thread(target=server.shutdown, daemon=True).start()
+    signal.signal(signal.SIGTERM, on_term)
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:

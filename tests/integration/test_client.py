@@ -528,7 +528,7 @@ class ClientTest(unittest.TestCase):
     # ---- the loop is never blocked -----------------------------------------------------------
 
     def test_stalled_environment_does_not_delay_another(self):
-        self.sim.fault(target="a/tracelogs", kind="stall", seconds=3, count=1)
+        self.sim.fault(target="a/tracelogs", kind="stall", seconds=6, count=1)
         res, _, _ = run_client(self.plan([
             {"env": "a", "kind": "tracelogs", "since": 0},
             {"env": "b", "kind": "tracelogs", "since": 0, "at": 0.2, "repeat": 8, "every": 0.25}],
@@ -539,9 +539,9 @@ class ClientTest(unittest.TestCase):
         stalled = self.sim.log("a", "tracelogs")[0]["t"]
         b = self.sim.log("b", "tracelogs")
         self.assertEqual(len(b), 8)
-        # every one of b's polls was served while a's request was stalled (3 s)
-        self.assertTrue(all(stalled < e["t"] < stalled + 3.0 for e in b), (stalled, b))
-        # and b's results came back before a's
+        # every one of b's polls was served after a's request stalled, and
+        # every result of b came back before a's: ordering, not a time limit
+        self.assertTrue(all(stalled < e["t"] for e in b), (stalled, b))
         self.assertTrue(all(r["t"] < res[0][0]["t"] for r in res[1]))
 
 

@@ -72,7 +72,8 @@ class Units(unittest.TestCase):
                     "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
                     "RestrictNamespaces=yes", "LockPersonality=yes",
                     "MemoryDenyWriteExecute=yes", "SystemCallFilter=@system-service",
-                    "SystemCallArchitectures=native", "UMask=0077"]
+                    "SystemCallArchitectures=native", "UMask=0077", "PrivateMounts=yes",
+                    "RestartPreventExitStatus=78", "StateDirectoryMode=0700"]
         for unit in UNITS:
             with open(os.path.join(BUILD, "systemd", unit)) as f:
                 text = f.read()
@@ -81,6 +82,18 @@ class Units(unittest.TestCase):
                     self.assertIn(setting, text)
         with open(os.path.join(BUILD, "systemd", "s3mond@.service")) as f:
             self.assertRegex(f.read(), r"ExecStart=\S+/s3mond -e %i\n")
+
+    def test_watchdog_and_state(self):
+        """Both units share the state directory (state files are per environment
+        and locked) and give the loop's pings room: WatchdogSec at least 2 min."""
+        for unit in UNITS:
+            with open(os.path.join(BUILD, "systemd", unit)) as f:
+                text = f.read()
+            with self.subTest(unit=unit):
+                self.assertRegex(text, r"\nStateDirectory=s3mond\n")
+                m = re.search(r"\nWatchdogSec=(\d+)(min|s)\n", text)
+                self.assertIsNotNone(m)
+                self.assertGreaterEqual(int(m.group(1)) * (60 if m.group(2) == "min" else 1), 120)
 
 
 if __name__ == "__main__":

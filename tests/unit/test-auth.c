@@ -71,6 +71,22 @@ static void test_new_refuses_incomplete(void **state) {
         assert_null(a);
 }
 
+static void test_failure_delay_honours_retry_after(void **state) {
+        (void) state;
+        /* 429 with Retry-After in seconds or as an HTTP-date: at least that long */
+        assert_true(auth_failure_delay(0.7, 429, "20", 1000) == 20);
+        assert_true(auth_failure_delay(0.7, 503, "5", 1000) == 5);
+        assert_true(auth_failure_delay(0.7, 429, "Thu, 01 Jan 1970 00:16:50 GMT", 1000) == 10);
+        /* shorter than our own backoff, absent, garbage, or another status: the backoff */
+        assert_true(auth_failure_delay(3.5, 429, "1", 1000) == 3.5);
+        assert_true(auth_failure_delay(3.5, 429, NULL, 1000) == 3.5);
+        assert_true(auth_failure_delay(3.5, 429, "soon", 1000) == 3.5);
+        assert_true(auth_failure_delay(3.5, 500, "60", 1000) == 3.5);
+        assert_true(auth_failure_delay(3.5, 401, "60", 1000) == 3.5);
+        /* capped: a server cannot park us for a day */
+        assert_true(auth_failure_delay(1, 429, "86400", 1000) == AUTH_MAX_RETRY_AFTER_SEC);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_renew_point),
@@ -78,6 +94,7 @@ int main(void) {
                 cmocka_unit_test(test_clock_backwards),
                 cmocka_unit_test(test_bad_lifetime),
                 cmocka_unit_test(test_new_refuses_incomplete),
+                cmocka_unit_test(test_failure_delay_honours_retry_after),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <math.h>
 #include <time.h>
 
 #include "backoff.h"
@@ -81,6 +82,9 @@ static void test_retry_after_seconds(void **state) {
         assert_int_equal(s, 3600);
         assert_int_equal(backoff_parse_retry_after("7200", 0, 3600, &s), 0);
         assert_int_equal(s, 3600);
+        /* a value past 64 bits is capped even when the cap is too (tests/fuzz) */
+        assert_int_equal(backoff_parse_retry_after("33333333333333333333333", 0, UINT64_C(3689348814741910323), &s), 0);
+        assert_true(s == UINT64_C(3689348814741910323));
 }
 
 static void test_retry_after_garbage(void **state) {
@@ -129,6 +133,10 @@ static void test_backoff_growth(void **state) {
         assert_true(backoff_delay(3, 0, 60, 7) == 0);
         assert_true(backoff_delay(3, 1, 0, 7) == 0);
         assert_true(backoff_delay(3, -1, 60, 7) == 0);
+        /* Never above the cap, never NaN, even for odd caps (tests/fuzz):
+         * a subnormal one, where halving rounds, and an infinite one. */
+        assert_true(backoff_delay(592128, 2.03988e-317, 2.122e-314, UINT32_MAX) <= 2.122e-314);
+        assert_false(isnan(backoff_delay(5000, 1, INFINITY, 0)));
 }
 
 static void test_jitter_bounds(void **state) {

@@ -226,6 +226,7 @@ static void test_mailboxes(void **state) {
 
         rows[1].last_success_on = T0 - 50;
         rows[1].incoming_status = 2;
+        rows[1].act_status = 1;
         assert_int_equal(cache_replace_mailboxes(c, rows, 3), 0);
         assert_true(cache_loaded(c, CACHE_MAILBOXES));
         assert_int_equal(cache_count(c, CACHE_MAILBOXES), 3);
@@ -234,6 +235,7 @@ static void test_mailboxes(void **state) {
         assert_string_equal(m.name, "Support");
         assert_string_equal(m.email, "support@contoso.com");
         assert_int_equal(m.incoming_status, 2);
+        assert_int_equal(m.act_status, 1);
         assert_int_equal(m.last_success_on, T0 - 50);
         assert_true(cache_mailbox_get(c, guid(K_MAILBOX, 3), &m));
         assert_null(m.name);

@@ -595,6 +595,33 @@ static void test_line_length(void **state) {
         }
 }
 
+/* config_dump() must give what loads again: a default built from a long
+ * url (scope = URL/.default) that no longer fits on a line is refused at
+ * load (found by tests/fuzz/fuzz-config). */
+static void test_derived_too_long(void **state) {
+        struct fixture *fx = *state;
+
+        for (size_t len = 180; len <= 181; len++) {
+                _cleanup_(config_freep) struct s3_config *c = NULL, *again = NULL;
+                _cleanup_free_ char *error = NULL, *text = NULL, *dump = NULL;
+                char url[256] = "https://contoso.crm.dynamics.com/";
+
+                memset(url + strlen(url), 'u', len - strlen(url));
+                url[len] = '\0';
+                assert_true(asprintf(&text, "[environment prod]\nurl = %s\n%s", url,
+                                     strstr(minimal_env, "tenant")) > 0);
+                if (len == 180) { /* scope = URL/.default: 189 characters, just fits */
+                        assert_int_equal(load_text(fx->dir, "url.conf", text, &c, &error), 0);
+                        dump = dump_to_string(c);
+                        assert_int_equal(load_text(fx->dir, "dump.conf", dump, &again, &error), 0);
+                } else {
+                        assert_int_equal(load_text(fx->dir, "url.conf", text, &c, &error), -EINVAL);
+                        assert_non_null(strstr(error, "url.conf:1: [environment prod]: scope: "));
+                        assert_non_null(strstr(error, "set a shorter scope"));
+                }
+        }
+}
+
 static void test_environment_names(void **state) {
         (void) state;
         assert_true(config_environment_name_is_valid("prod"));
@@ -641,6 +668,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_long_environment_name, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_line_length, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_derived_too_long, setup, teardown),
                 cmocka_unit_test(test_environment_names),
                 cmocka_unit_test(test_output_kinds),
         };

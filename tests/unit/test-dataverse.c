@@ -54,7 +54,7 @@ static void test_golden_urls(void **state) {
                            "&$filter=modifiedon%20ge%202026-11-25T09:00:00Z%20and%20level%20ge%202"
                            "&$orderby=modifiedon%20asc,tracelogid%20asc");
         assert_one_url(DV_QUERY_MAILBOXES, &args,
-                       API "mailboxes?$select=mailboxid,name,emailaddress,incomingemailstatus,lastsyncerrorcode,"
+                       API "mailboxes?$select=mailboxid,name,emailaddress,incomingemailstatus,actstatus,lastsyncerrorcode,"
                            "lastsyncerror,lastsyncerroroccurredon,lastsuccessfulsynccompletedon,modifiedon"
                            "&$filter=modifiedon%20ge%202026-11-25T09:00:00Z"
                            "&$orderby=modifiedon%20asc,mailboxid%20asc");
@@ -90,7 +90,7 @@ static void test_golden_urls(void **state) {
         /* since 0: everything (no modifiedon condition) */
         all.since = 0;
         assert_one_url(DV_QUERY_MAILBOXES, &all,
-                       API "mailboxes?$select=mailboxid,name,emailaddress,incomingemailstatus,lastsyncerrorcode,"
+                       API "mailboxes?$select=mailboxid,name,emailaddress,incomingemailstatus,actstatus,lastsyncerrorcode,"
                            "lastsyncerror,lastsyncerroroccurredon,lastsuccessfulsynccompletedon,modifiedon"
                            "&$orderby=modifiedon%20asc,mailboxid%20asc");
         assert_one_url(DV_QUERY_WORKFLOWS, &all,
@@ -334,6 +334,33 @@ static void test_free_inside_callback(void **state) {
         ev_loop_destroy(loop);
 }
 
+static void check_repair(const char *in, const char *want, size_t want_repairs) {
+        size_t n = strlen(in), repairs = 99;
+        char *out = dv_json_repair(in, n, &repairs);
+
+        assert_non_null(out);
+        assert_string_equal(out, want);
+        assert_int_equal(strlen(out), n);
+        assert_int_equal(repairs, want_repairs);
+        free(out);
+}
+
+static void test_json_repair(void **state) {
+        (void) state;
+        /* nothing to do: valid text, escapes, a proper surrogate pair, UTF-8 */
+        check_repair("{\"a\":\"x\\\"\\\\u0000\\n\"}", "{\"a\":\"x\\\"\\\\u0000\\n\"}", 0);
+        check_repair("\"\\ud83d\\ude00 \xc3\xa9 \xef\xbf\xbd\"", "\"\\ud83d\\ude00 \xc3\xa9 \xef\xbf\xbd\"", 0);
+        /* NUL and unpaired surrogates, either half, any case */
+        check_repair("\"a\\u0000b\"", "\"a\\ufffdb\"", 1);
+        check_repair("\"\\uD800x\\udc00\\ud83d\"", "\"\\ufffdx\\ufffd\\ufffd\"", 3);
+        check_repair("\"\\ud83d\\u0041\"", "\"\\ufffd\\u0041\"", 1);
+        /* ill-formed UTF-8: each byte of the maximal subpart */
+        check_repair("\"\xff\xc3x\xed\xa0\x80\"", "\"??x???\"", 5);
+        /* a truncated escape at the end is left for the parser to refuse */
+        check_repair("\"\\ud8", "\"\\ud8", 0);
+        check_repair("\\", "\\", 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_golden_urls),
@@ -345,6 +372,7 @@ int main(void) {
                 cmocka_unit_test(test_refused_until_budget),
                 cmocka_unit_test(test_free_cancels),
                 cmocka_unit_test(test_free_inside_callback),
+                cmocka_unit_test(test_json_repair),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -78,7 +78,7 @@ static void test_mailbox(void **state) {
         (void) state;
         json_t *j = parse_json(
                 "{\"mailboxid\":\"c0000000-0000-4000-8000-000000000001\",\"name\":\"Support\","
-                "\"emailaddress\":\"support@contoso.com\",\"incomingemailstatus\":2,"
+                "\"emailaddress\":\"support@contoso.com\",\"incomingemailstatus\":2,\"actstatus\":1,"
                 "\"lastsyncerrorcode\":-2147220956,\"lastsyncerror\":\"Exchange server returned ...\","
                 "\"lastsyncerroroccurredon\":\"2026-11-25T09:59:58Z\","
                 "\"lastsuccessfulsynccompletedon\":\"2026-11-25T09:00:00+01:00\","
@@ -90,6 +90,7 @@ static void test_mailbox(void **state) {
         assert_string_equal(m.name, "Support");
         assert_string_equal(m.email, "support@contoso.com");
         assert_int_equal(m.incoming_status, 2);
+        assert_int_equal(m.act_status, 1);
         assert_true(m.has_error_code);
         assert_int_equal(m.last_error_code, -2147220956LL);
         assert_int_equal(m.last_error_on, T_10_00 - 2);

@@ -105,6 +105,7 @@ static const struct state_open_finding *make_finding(struct fbuf *b, unsigned i,
                 .finding_id = b->finding_id,
                 .alert_id = b->alert_id,
                 .alert_source = i % 2 ? ALERT_SOURCE_MAILBOX : ALERT_SOURCE_TRACELOG,
+                .alert_kind = i % 3 == 1 ? ALERT_KIND_ACT : ALERT_KIND_EMAIL,
                 .mailbox_id = b->mailbox_id,
                 .mailbox_name = b->name,
                 .mailbox_email = i % 3 ? "support@contoso.com" : NULL,
@@ -122,6 +123,7 @@ static void assert_finding_equal(const struct state_open_finding *a, const struc
         assert_string_equal(a->finding_id, b->finding_id);
         assert_string_equal(a->alert_id, b->alert_id);
         assert_int_equal(a->alert_source, b->alert_source);
+        assert_int_equal(a->alert_kind, b->alert_kind);
         assert_string_equal(a->mailbox_id, b->mailbox_id);
         assert_string_equal(a->mailbox_name, b->mailbox_name);
         if (b->mailbox_email)

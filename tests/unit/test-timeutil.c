@@ -42,6 +42,7 @@ static void test_duration_bad(void **state) {
         static const char *const bad[] = {
                 "", "s", "m5", "-5s", "+5s", "5x", "5S", "1h30", "1.5h", " 5s", "5s ",
                 "5 s", "1h-30m", "0x10", "5ss", "abc",
+                "0h30", "0d00d1", /* a unit-less number after zero groups: as ambiguous (tests/fuzz) */
         };
         (void) state;
 
@@ -110,6 +111,9 @@ static void test_iso8601_parse_good(void **state) {
                 { "2000-02-29T00:00:00Z", 951782400 },
                 { "2026-12-31T23:59:59Z", 1798761599 },
                 { "2026-11-25T00:30:00+01:00", 1795563000 }, /* previous UTC day */
+                { "0000-01-01T00:00:00Z", -62167219200LL },  /* the range of iso8601_format() */
+                { "9999-12-31T23:59:59Z", 253402300799LL },
+                { "9999-12-31T23:59:59.999+00:00", 253402300799LL },
         };
         (void) state;
 
@@ -137,6 +141,9 @@ static void test_iso8601_parse_bad(void **state) {
                 "2026-11-25T24:00:00Z",
                 "2026-11-25T09:60:00Z",
                 "2026-11-25T09:59:61Z",
+                "9999-12-31T23:59:59-00:01",    /* the year 10000 (tests/fuzz) */
+                "9999-12-31T23:59:60Z",
+                "0000-01-01T00:00:00+00:01",    /* the year -1 */
                 "2026-11-25T09:59:58.Z",
                 "2026-11-25T09:59:58+0100",
                 "2026-11-25T09:59:58+24:00",
@@ -167,6 +174,11 @@ static void test_iso8601_format(void **state) {
         assert_string_equal(iso8601_format(1709208000, buf), "2024-02-29T12:00:00Z");
         assert_int_equal(iso8601_parse(iso8601_format(1798761599, buf), &back), 0);
         assert_int_equal((long long) back, 1798761599LL);
+        /* Years before 1000 keep four digits, so they parse back (tests/fuzz). */
+        assert_string_equal(iso8601_format((time_t) -37845716687LL, buf), "0770-09-19T20:55:13Z");
+        assert_int_equal(iso8601_parse(buf, &back), 0);
+        assert_int_equal((long long) back, -37845716687LL);
+        assert_string_equal(iso8601_format((time_t) -62167219200LL, buf), "0000-01-01T00:00:00Z");
         /* Out of the four-digit range: a fixed, parseable fallback, no overflow. */
         assert_string_equal(iso8601_format((time_t) 253402300800LL, buf), "1970-01-01T00:00:00Z");
         assert_int_equal(strlen(buf), ISO8601_BUFSZ - 1);
