@@ -1,18 +1,10 @@
-/* backoff.h: when to try again. Retry-After and HTTP-date parsing, capped
- * exponential backoff with jitter, and the small PRNG that feeds the jitter.
+/* backoff.h: when to try again. Retry-After parsing, capped exponential
+ * backoff with jitter, and the small PRNG that feeds the jitter.
  * Pure functions: the caller passes the time and the random value in. */
 #pragma once
 
 #include <stdint.h>
 #include <time.h>
-
-/* Parse an HTTP-date in any of the three RFC 7231 section 7.1.1.1 forms:
- *   IMF-fixdate  "Sun, 06 Nov 1994 08:49:37 GMT"
- *   RFC 850      "Sunday, 06-Nov-94 08:49:37 GMT"
- *   asctime      "Sun Nov  6 08:49:37 1994"
- * 0 and *ret on success, -EINVAL otherwise. Two-digit years follow RFC 7231:
- * more than 50 years in the future means the previous century, seen from now. */
-int backoff_parse_http_date(const char *s, time_t now, time_t *ret);
 
 /* Parse a Retry-After value: delta-seconds ("120") or an HTTP-date, which
  * is turned into seconds from now (0 if it is in the past). The result is

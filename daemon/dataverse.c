@@ -19,6 +19,7 @@
 #include "odata.h"
 #include "schema.h"
 #include "strutil.h"
+#include "timeutil.h"
 
 #define DEFAULT_PAGE_SIZE 5000u
 #define DEFAULT_IN_FLIGHT 4u
@@ -792,7 +793,7 @@ static void http_done(const struct http_response *resp, void *userdata) {
         c->in_flight--;
         q->result.requests++;
         q->result.http_status = resp->status;
-        if (resp->date && backoff_parse_http_date(resp->date, time(NULL), &t) == 0) {
+        if (resp->date && httpdate_parse(resp->date, time(NULL), &t) == 0) {
                 q->result.server_date = t;
                 q->result.local_date = time(NULL);
         }

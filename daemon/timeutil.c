@@ -1,10 +1,12 @@
-/* timeutil.c: parsing and formatting of durations and UTC timestamps.
+/* timeutil.c: parsing and formatting of durations and UTC timestamps
+ * (ISO 8601 for Dataverse, HTTP-date for Retry-After and Date headers).
  * No clock reads here: callers pass times in. */
 #include <ctype.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "macro.h"
 #include "timeutil.h"
@@ -85,9 +87,35 @@ static int expect(const char **p, char c) {
         return 0;
 }
 
-int iso8601_parse(const char *s, time_t *ret) {
-        static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+/* "HH:MM:SS" */
+static int clock_time(const char **p, int *h, int *mi, int *sec) {
+        if (digits(p, 2, h) < 0 || expect(p, ':') < 0 || digits(p, 2, mi) < 0 || expect(p, ':') < 0 ||
+            digits(p, 2, sec) < 0)
+                return -EINVAL;
+        return 0;
+}
+
+/* The instant of a UTC calendar date and time (month 1..12), refusing
+ * the dates and times that do not exist (a leap second is let through). */
+static int utc_make(int y, int mo, int d, int h, int mi, int sec, time_t *ret) {
+        static const int mdays[12] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+        bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
         struct tm tm = {};
+
+        if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || (mo == 2 && d == 29 && !leap) || h > 23 ||
+            mi > 59 || sec > 60)
+                return -EINVAL;
+        tm.tm_year = y - 1900;
+        tm.tm_mon = mo - 1;
+        tm.tm_mday = d;
+        tm.tm_hour = h;
+        tm.tm_min = mi;
+        tm.tm_sec = sec;
+        *ret = timegm(&tm);
+        return 0;
+}
+
+int iso8601_parse(const char *s, time_t *ret) {
         int y, mo, d, h, mi, sec, off = 0;
         const char *p = s;
         time_t t;
@@ -98,8 +126,7 @@ int iso8601_parse(const char *s, time_t *ret) {
             expect(&p, '-') < 0 || digits(&p, 2, &d) < 0 || (*p != 'T' && *p != 't'))
                 return -EINVAL;
         p++;
-        if (digits(&p, 2, &h) < 0 || expect(&p, ':') < 0 || digits(&p, 2, &mi) < 0 ||
-            expect(&p, ':') < 0 || digits(&p, 2, &sec) < 0)
+        if (clock_time(&p, &h, &mi, &sec) < 0)
                 return -EINVAL;
         if (*p == '.') { /* fractions: Dataverse never needs them, drop */
                 p++;
@@ -121,17 +148,9 @@ int iso8601_parse(const char *s, time_t *ret) {
                 return -EINVAL;
         if (*p)
                 return -EINVAL;
-        if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 || mi > 59 || sec > 60)
+        if (utc_make(y, mo, d, h, mi, sec, &t) < 0)
                 return -EINVAL;
-        if (mo == 2 && d == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
-                return -EINVAL;
-        tm.tm_year = y - 1900;
-        tm.tm_mon = mo - 1;
-        tm.tm_mday = d;
-        tm.tm_hour = h;
-        tm.tm_min = mi;
-        tm.tm_sec = sec;
-        t = timegm(&tm) - off;
+        t -= off;
         /* An offset (or a leap second) can carry 9999-12-31 into the year
          * 10000, or 0000-01-01 back into -1: iso8601_format() could not write
          * those back, so a state file would turn them into 1970. */
@@ -195,4 +214,99 @@ char *iso8601_format(time_t t, char buf[static ISO8601_BUFSZ]) {
         buf[19] = 'Z';
         buf[20] = '\0';
         return buf;
+}
+
+/* ---- HTTP-date ---------------------------------------------------------------- */
+
+static const char *const month_names[12] = {
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+};
+static const char *const day_short[7] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+static const char *const day_long[7] = {
+        "Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday",
+};
+
+static int word(const char **p, const char *const *words, size_t n, int *ret) {
+        for (size_t i = 0; i < n; i++) {
+                size_t l = strlen(words[i]);
+                /* HTTP-date names are case-sensitive, but being lenient costs nothing. */
+                if (strncasecmp(*p, words[i], l) == 0 && !isalpha((unsigned char) (*p)[l])) {
+                        *p += l;
+                        *ret = (int) i;
+                        return 0;
+                }
+        }
+        return -EINVAL;
+}
+
+static int gmt(const char **p) {
+        if (strncmp(*p, "GMT", 3) != 0)
+                return -EINVAL;
+        *p += 3;
+        return 0;
+}
+
+/* "Sun, 06 Nov 1994 08:49:37 GMT" after the day name. */
+static int imf_fixdate(const char *p, time_t *ret) {
+        int d, mo, y, h, mi, sec;
+
+        if (expect(&p, ',') < 0 || expect(&p, ' ') < 0 || digits(&p, 2, &d) < 0 || expect(&p, ' ') < 0 ||
+            word(&p, month_names, 12, &mo) < 0 || expect(&p, ' ') < 0 || digits(&p, 4, &y) < 0 ||
+            expect(&p, ' ') < 0 || clock_time(&p, &h, &mi, &sec) < 0 || expect(&p, ' ') < 0 || gmt(&p) < 0 || *p)
+                return -EINVAL;
+        return utc_make(y, mo + 1, d, h, mi, sec, ret);
+}
+
+/* "Sunday, 06-Nov-94 08:49:37 GMT" after the day name. */
+static int rfc850_date(const char *p, time_t now, time_t *ret) {
+        int d, mo, yy, h, mi, sec, now_m, now_d;
+        int64_t now_y, y;
+
+        if (expect(&p, ',') < 0 || expect(&p, ' ') < 0 || digits(&p, 2, &d) < 0 || expect(&p, '-') < 0 ||
+            word(&p, month_names, 12, &mo) < 0 || expect(&p, '-') < 0 || digits(&p, 2, &yy) < 0 ||
+            expect(&p, ' ') < 0 || clock_time(&p, &h, &mi, &sec) < 0 || expect(&p, ' ') < 0 || gmt(&p) < 0 || *p)
+                return -EINVAL;
+        /* RFC 7231: a two-digit year more than 50 years in the future is
+         * the most recent past year with those digits. */
+        civil_from_days((int64_t) (now >= 0 ? now / 86400 : (now - 86399) / 86400), &now_y, &now_m, &now_d);
+        y = now_y / 100 * 100 + yy;
+        if (y > now_y + 50)
+                y -= 100;
+        if (y < 0 || y > 9999)
+                return -EINVAL;
+        return utc_make((int) y, mo + 1, d, h, mi, sec, ret);
+}
+
+/* "Sun Nov  6 08:49:37 1994" after the day name. */
+static int asctime_date(const char *p, time_t *ret) {
+        int d, mo, y, h, mi, sec;
+
+        if (expect(&p, ' ') < 0 || word(&p, month_names, 12, &mo) < 0 || expect(&p, ' ') < 0)
+                return -EINVAL;
+        if (*p == ' ') { /* day padded with a space: " 6" */
+                p++;
+                if (digits(&p, 1, &d) < 0)
+                        return -EINVAL;
+        } else if (digits(&p, 2, &d) < 0)
+                return -EINVAL;
+        if (expect(&p, ' ') < 0 || clock_time(&p, &h, &mi, &sec) < 0 || expect(&p, ' ') < 0 ||
+            digits(&p, 4, &y) < 0 || *p)
+                return -EINVAL;
+        return utc_make(y, mo + 1, d, h, mi, sec, ret);
+}
+
+int httpdate_parse(const char *s, time_t now, time_t *ret) {
+        const char *p = s;
+        int wday;
+
+        if (!s)
+                return -EINVAL;
+        /* The long names start with the short ones: try them first. */
+        if (word(&p, day_long, 7, &wday) == 0)
+                return rfc850_date(p, now, ret);
+        if (word(&p, day_short, 7, &wday) < 0)
+                return -EINVAL;
+        if (*p == ',')
+                return imf_fixdate(p, ret);
+        return asctime_date(p, ret);
 }

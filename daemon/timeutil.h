@@ -1,5 +1,6 @@
-/* timeutil.h: durations ("90s", "15m", "1h", "2d") and the ISO-8601 UTC
- * timestamps Dataverse speaks ("2026-11-25T09:59:58Z"). Pure functions. */
+/* timeutil.h: durations ("90s", "15m", "1h", "2d"), the ISO-8601 UTC
+ * timestamps Dataverse speaks ("2026-11-25T09:59:58Z") and the HTTP-dates of
+ * Retry-After and Date headers. Pure functions: the caller passes "now". */
 #pragma once
 
 #include <stdint.h>
@@ -20,3 +21,11 @@ int iso8601_parse(const char *s, time_t *ret);
 #define ISO8601_MAX ((time_t) INT64_C(253402300799))   /* 9999-12-31T23:59:59Z */
 /* Always "YYYY-MM-DDTHH:MM:SSZ"; buf must hold ISO8601_BUFSZ bytes. */
 char *iso8601_format(time_t t, char buf[static ISO8601_BUFSZ]);
+
+/* Parse an HTTP-date in any of the three RFC 7231 section 7.1.1.1 forms:
+ *   IMF-fixdate  "Sun, 06 Nov 1994 08:49:37 GMT"
+ *   RFC 850      "Sunday, 06-Nov-94 08:49:37 GMT"
+ *   asctime      "Sun Nov  6 08:49:37 1994"
+ * 0 and *ret on success, -EINVAL otherwise. Two-digit years follow RFC 7231:
+ * more than 50 years in the future means the previous century, seen from now. */
+int httpdate_parse(const char *s, time_t now, time_t *ret);

@@ -1,5 +1,5 @@
-/* fuzz-backoff.c: the Retry-After and HTTP-date parsers and the backoff
- * delay (backoff.h). Invariants: a Retry-After is
+/* fuzz-backoff.c: the Retry-After and HTTP-date parsers (backoff.h,
+ * timeutil.h) and the backoff delay. Invariants: a Retry-After is
  * never above the cap; delta-seconds mean exactly their value (saturated);
  * an HTTP-date Retry-After means the date's distance from now; every date
  * that parses prints as an IMF-fixdate that parses to the same second;
@@ -11,6 +11,7 @@
 
 #include "backoff.h"
 #include "fuzz.h"
+#include "timeutil.h"
 
 /* Keep "now" to the years a clock can show (0000..9999): gmtime_r() of a
  * time beyond year 2^31 is a caller's bug, not an input s3mond can get. */
@@ -23,17 +24,17 @@ static void check_http_date(const char *s, time_t now) {
         char buf[64];
         struct tm tm;
         time_t t = 0, back = 0;
-        int r = backoff_parse_http_date(s, now, &t);
+        int r = httpdate_parse(s, now, &t);
 
-        CHECK(r == 0 || r == -EINVAL, "backoff_parse_http_date(\"%s\") = %d", s, r);
+        CHECK(r == 0 || r == -EINVAL, "httpdate_parse(\"%s\") = %d", s, r);
         if (r < 0)
                 return;
-        CHECK(gmtime_r(&t, &tm), "backoff_parse_http_date(\"%s\") = %lld: no such time", s, (long long) t);
-        CHECK(tm.tm_year + 1900 >= 0 && tm.tm_year + 1900 <= 9999, "backoff_parse_http_date(\"%s\"): year %d", s,
+        CHECK(gmtime_r(&t, &tm), "httpdate_parse(\"%s\") = %lld: no such time", s, (long long) t);
+        CHECK(tm.tm_year + 1900 >= 0 && tm.tm_year + 1900 <= 9999, "httpdate_parse(\"%s\"): year %d", s,
               tm.tm_year + 1900);
         snprintf(buf, sizeof(buf), "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday], tm.tm_mday,
                  months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
-        r = backoff_parse_http_date(buf, now, &back);
+        r = httpdate_parse(buf, now, &back);
         CHECK(r == 0 && back == t, "\"%s\" = %lld prints as \"%s\" = %lld (%d)", s, (long long) t, buf,
               (long long) back, r);
 }
@@ -75,7 +76,7 @@ static void check_retry_after(const char *value, time_t now, uint64_t max) {
                 CHECK(n < sizeof(buf), "backoff_parse_retry_after(\"%s\"): a date this long", value);
                 memcpy(buf, p, n);
                 buf[n] = '\0';
-                CHECK(backoff_parse_http_date(buf, now, &when) == 0,
+                CHECK(httpdate_parse(buf, now, &when) == 0,
                       "backoff_parse_retry_after(\"%s\") accepted what is no HTTP-date", value);
                 {
                         uint64_t d = when > now ? (uint64_t) (when - now) : 0;

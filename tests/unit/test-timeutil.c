@@ -1,5 +1,5 @@
 /* Unit tests for timeutil.c: durations (good, bad, overflow) and ISO-8601
- * timestamps (offsets, fractions, leap days, malformed input). */
+ * timestamps (offsets, fractions, leap days, malformed input), HTTP-dates. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,6 +7,7 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 
 #include "macro.h"
 #include "timeutil.h"
@@ -184,6 +185,62 @@ static void test_iso8601_format(void **state) {
         assert_int_equal(strlen(buf), ISO8601_BUFSZ - 1);
 }
 
+/* Sun, 06 Nov 1994 08:49:37 GMT */
+#define T_1994 ((time_t) 784111777)
+
+static void test_http_date_formats(void **state) {
+        time_t t, now = T_1994 - 100;
+
+        (void) state;
+        assert_int_equal(httpdate_parse("Sun, 06 Nov 1994 08:49:37 GMT", now, &t), 0);
+        assert_int_equal(t, T_1994);
+        assert_int_equal(httpdate_parse("Sunday, 06-Nov-94 08:49:37 GMT", now, &t), 0);
+        assert_int_equal(t, T_1994);
+        assert_int_equal(httpdate_parse("Sun Nov  6 08:49:37 1994", now, &t), 0);
+        assert_int_equal(t, T_1994);
+        assert_int_equal(httpdate_parse("Wed, 25 Nov 2026 09:00:00 GMT", now, &t), 0);
+        assert_int_equal(t, (time_t) 1795597200);
+        assert_int_equal(httpdate_parse("Thu Nov 26 10:00:00 2026", now, &t), 0);
+        assert_int_equal(t, (time_t) 1795597200 + 86400 + 3600);
+}
+
+static void test_http_date_two_digit_year(void **state) {
+        time_t t, now = (time_t) 1795597200; /* 2026 */
+
+        (void) state;
+        /* "26" from 2026 is 2026; "99" would be 2099 > 2076, so 1999 */
+        assert_int_equal(httpdate_parse("Wednesday, 25-Nov-26 09:00:00 GMT", now, &t), 0);
+        assert_int_equal(t, (time_t) 1795597200);
+        assert_int_equal(httpdate_parse("Friday, 31-Dec-99 23:59:59 GMT", now, &t), 0);
+        assert_int_equal(t, (time_t) 946684799);
+}
+
+static void test_http_date_garbage(void **state) {
+        static const char *const bad[] = {
+                "",
+                "Sun, 06 Nov 1994 08:49:37",            /* no GMT */
+                "Sun, 06 Nov 1994 08:49:37 UTC",
+                "Sun, 6 Nov 1994 08:49:37 GMT",         /* day needs two digits */
+                "Sun, 06 Foo 1994 08:49:37 GMT",
+                "Sun, 31 Feb 1994 08:49:37 GMT",
+                "Sun, 29 Feb 2023 08:49:37 GMT",        /* not a leap year */
+                "Sun, 06 Nov 1994 24:00:00 GMT",
+                "Sun, 06 Nov 1994 08:49:37 GMT trailing",
+                "Funday, 06-Nov-94 08:49:37 GMT",
+                "Sun Nov 6 08:49:37 1994",              /* asctime pads with a space */
+                "2026-11-25T09:00:00Z",
+                "tomorrow",
+        };
+        time_t t;
+
+        (void) state;
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+                assert_int_equal(httpdate_parse(bad[i], T_1994, &t), -EINVAL);
+        assert_int_equal(httpdate_parse(NULL, T_1994, &t), -EINVAL);
+        /* leap day that exists */
+        assert_int_equal(httpdate_parse("Thu, 29 Feb 2024 00:00:00 GMT", T_1994, &t), 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_duration_good),
@@ -193,6 +250,9 @@ int main(void) {
                 cmocka_unit_test(test_iso8601_parse_good),
                 cmocka_unit_test(test_iso8601_parse_bad),
                 cmocka_unit_test(test_iso8601_format),
+                cmocka_unit_test(test_http_date_formats),
+                cmocka_unit_test(test_http_date_two_digit_year),
+                cmocka_unit_test(test_http_date_garbage),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
