@@ -274,9 +274,10 @@ static int mailboxes_merge(struct cache *c, const struct mailbox_row *rows, size
 
 /* The usual idle poll: the overlap brings the last few modified mailboxes
  * again, all cached under the same name and address. Then only numbers
- * change: update them where they are instead of rebuilding every entry and
- * the string arena (with 200 environments x 2,000 mailboxes, that rebuild
- * was a third of the daemon's steady-state CPU). false: merge instead. */
+ * change (incoming and ACT status, last success): update them where they
+ * are instead of rebuilding every entry and the string arena (with 200
+ * environments x 2,000 mailboxes, that rebuild was a third of the daemon's
+ * steady-state CPU). false: merge instead. */
 #define MAILBOXES_IN_PLACE_MAX 64
 static bool mailboxes_update_in_place(struct cache *c, const struct mailbox_row *rows, size_t n) {
         struct mailbox_entry *found[MAILBOXES_IN_PLACE_MAX];
@@ -303,6 +304,7 @@ static bool mailboxes_update_in_place(struct cache *c, const struct mailbox_row 
         }
         for (size_t i = 0; i < n; i++) {
                 found[i]->incoming_status = rows[i].incoming_status;
+                found[i]->act_status = (int16_t) rows[i].act_status;
                 found[i]->last_success_on = rows[i].last_success_on;
                 if (rows[i].modified_on > newest)
                         newest = rows[i].modified_on;

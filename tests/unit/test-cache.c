@@ -290,6 +290,7 @@ static void test_mailboxes_idle_delta(void **state) {
         assert_int_equal(cache_replace_mailboxes(c, rows, 3), 0);
         delta[0] = mailbox_of(1, "Support", "support@contoso.com", T0 - 100);
         delta[0].incoming_status = 2;
+        delta[0].act_status = 1;
         delta[0].last_success_on = T0 - 90;
         delta[1] = mailbox_of(3, NULL, NULL, T0 - 150);
         delta[1].last_success_on = T0 - 140;
@@ -300,6 +301,7 @@ static void test_mailboxes_idle_delta(void **state) {
         assert_string_equal(m.name, "Support");
         assert_string_equal(m.email, "support@contoso.com");
         assert_int_equal(m.incoming_status, 2);
+        assert_int_equal(m.act_status, 1);
         assert_int_equal(m.last_success_on, T0 - 90);
         assert_true(cache_mailbox_get(c, guid(K_MAILBOX, 3), &m));
         assert_null(m.name);
