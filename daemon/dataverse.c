@@ -1063,7 +1063,3 @@ const char *dv_client_name(const struct dv_client *c) {
 unsigned dv_client_token_requests(const struct dv_client *c) {
         return auth_requests(c->auth);
 }
-
-unsigned dv_client_ids_per_request(const struct dv_client *c) {
-        return c->opt.ids_per_request;
-}

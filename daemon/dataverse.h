@@ -71,8 +71,6 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct dv_client *, dv_client_free);
 const char *dv_client_name(const struct dv_client *c);
 /* Token requests this client's environment has sent (tests, metrics). */
 unsigned dv_client_token_requests(const struct dv_client *c);
-/* How many ids one request of an id-list query carries (ids_per_request). */
-unsigned dv_client_ids_per_request(const struct dv_client *c);
 
 /* ---- named queries ----------------------------------------------------------
  * Each returns 0 when started (done will be called exactly once, unless the

@@ -91,7 +91,6 @@ struct cycle {
         char *error_message;
         json_t *tracelogs, *mailboxes, *workflows, *steps, *sessions, *traces;
         bool full_mailboxes, full_config;
-        bool config_early;                      /* configuration read with the detection queries */
         struct alert *alerts;
         size_t n_alerts;
         struct todo *todo;
@@ -136,8 +135,7 @@ static void cycle_free(struct cycle *c) {
         free(c);
 }
 
-/* Store a query's rows in *slot (appended to what other chunks of the same
- * table brought), or its failure (the first one wins). */
+/* Store a query's rows in *slot, or its failure (the first one wins). */
 static void cycle_take(struct cycle *c, const char *query, struct dv_result *r, json_t **slot) {
         struct env_monitor *em = c->env;
         double per_request = (ev_now(em->monitor->loop) - c->phase_started) / (r->requests ? r->requests : 1);
@@ -150,13 +148,6 @@ static void cycle_take(struct cycle *c, const char *query, struct dv_result *r, 
                         c->error = r->error;
                         c->error_query = strdup(query);
                         c->error_message = strdup(r->message ? r->message : strerror(-r->error));
-                }
-        } else if (*slot) {
-                /* another chunk of the same table (cycle_fetch_evidence) */
-                if (json_array_extend(*slot, r->rows) < 0 && c->error == 0) {
-                        c->error = -ENOMEM;
-                        c->error_query = strdup(query);
-                        c->error_message = strdup(strerror(ENOMEM));
                 }
         } else
                 *slot = json_incref(r->rows);
@@ -517,22 +508,6 @@ out:
 
 /* ---- evidence ------------------------------------------------------------------ */
 
-typedef int (*evidence_query_fn)(struct dv_client *dv, const char *const *ids, size_t n, time_t from, time_t to,
-                                 dv_done_fn done, void *userdata);
-
-/* One query per id chunk the client would make anyway: it runs them side
- * by side (up to its in-flight cap) where a single query walks its chunks
- * one after another. 100 suspects are 5 chunks of 20. */
-static void fetch_evidence_chunks(struct cycle *c, const char *query, evidence_query_fn fn, char **ids, size_t n,
-                                  time_t from, time_t to, dv_done_fn done) {
-        struct dv_client *dv = c->env->dv;
-        size_t chunk = dv_client_ids_per_request(dv);
-
-        for (size_t i = 0; i < n; i += chunk)
-                cycle_started(c, query, fn(dv, (const char *const *) ids + i, n - i < chunk ? n - i : chunk, from, to,
-                                           done, c));
-}
-
 static void cycle_fetch_evidence(struct cycle *c) {
         struct env_monitor *em = c->env;
         struct correlate_params p = correlate_params_of(em);
@@ -556,10 +531,12 @@ static void cycle_fetch_evidence(struct cycle *c) {
                   req.n_process_ids, req.n_step_ids);
 
         cycle_phase(c, cycle_correlate);
-        fetch_evidence_chunks(c, "processsessions", dv_query_failed_sessions, req.process_ids, req.n_process_ids,
-                              req.from, req.to, on_sessions);
-        fetch_evidence_chunks(c, "plugintracelogs", dv_query_plugin_traces, req.step_ids, req.n_step_ids, req.from,
-                              req.to, on_traces);
+        cycle_started(c, "processsessions",
+                      dv_query_failed_sessions(em->dv, (const char *const *) req.process_ids,
+                                               req.n_process_ids, req.from, req.to, on_sessions, c));
+        cycle_started(c, "plugintracelogs",
+                      dv_query_plugin_traces(em->dv, (const char *const *) req.step_ids, req.n_step_ids,
+                                             req.from, req.to, on_traces, c));
         evidence_request_done(&req);
         cycle_arrived(c);
 }
@@ -601,31 +578,24 @@ static void cycle_apply_config(struct cycle *c) {
         cycle_fetch_evidence(c);
 }
 
-static bool config_loaded(const struct env_monitor *em) {
-        return cache_loaded(em->cache, CACHE_WORKFLOWS) && cache_loaded(em->cache, CACHE_STEPS);
-}
-
 static bool config_refresh_due(const struct env_monitor *em, time_t now) {
-        if (!config_loaded(em))
+        if (!cache_loaded(em->cache, CACHE_WORKFLOWS) || !cache_loaded(em->cache, CACHE_STEPS))
                 return true;
         return now - em->config_refreshed_at >= (time_t) em->monitor->config->config_refresh_sec;
 }
 
-/* Start the workflows and steps queries in the current phase. */
-static void config_queries_start(struct cycle *c) {
+static void cycle_refresh_config(struct cycle *c) {
         struct env_monitor *em = c->env;
         time_t since_wf, since_steps;
 
-        c->full_config = !config_loaded(em) || em->refreshes + 1 >= MONITOR_FULL_CONFIG_EVERY;
+        c->full_config = !cache_loaded(em->cache, CACHE_WORKFLOWS) || !cache_loaded(em->cache, CACHE_STEPS) ||
+                         em->refreshes + 1 >= MONITOR_FULL_CONFIG_EVERY;
         since_wf = c->full_config ? 0 : since_overlap(cache_watermark(em->cache, CACHE_WORKFLOWS));
         since_steps = c->full_config ? 0 : since_overlap(cache_watermark(em->cache, CACHE_STEPS));
+
+        cycle_phase(c, cycle_apply_config);
         cycle_started(c, "workflows", dv_query_workflows_since(em->dv, since_wf, on_workflows, c));
         cycle_started(c, "sdkmessageprocessingsteps", dv_query_steps_since(em->dv, since_steps, on_steps, c));
-}
-
-static void cycle_refresh_config(struct cycle *c) {
-        cycle_phase(c, cycle_apply_config);
-        config_queries_start(c);
         cycle_arrived(c);
 }
 
@@ -759,8 +729,6 @@ static void cycle_detect(struct cycle *c) {
         }
         log_debug("%s: %zu alerts polled, %zu new", env_name(em), c->n_alerts, c->n_todo);
 
-        if (c->config_early)
-                return cycle_apply_config(c);
         if (c->n_todo > 0 || (!em->monitor->params.once && config_refresh_due(em, c->now)))
                 return cycle_refresh_config(c);
         cycle_finish(c);
@@ -795,14 +763,6 @@ static void cycle_start(struct env_monitor *em) {
         cycle_phase(c, cycle_detect);
         cycle_started(c, "tracelogs", dv_query_tracelogs_since(em->dv, since_tl, on_tracelogs, c));
         cycle_started(c, "mailboxes", dv_query_mailboxes_since(em->dv, since_mb, on_mailboxes, c));
-        /* Before the configuration was ever read (a first cycle, --once), read
-         * it along with the alerts: any alert needs it, and asking after the
-         * trace logs costs a round trip. Later cycles refresh it only when
-         * there are alerts or it is due, which keeps an idle cycle at two
-         * requests. */
-        c->config_early = !config_loaded(em);
-        if (c->config_early)
-                config_queries_start(c);
         cycle_arrived(c);
 }
 
