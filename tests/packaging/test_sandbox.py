@@ -4,7 +4,8 @@
 usage: test_sandbox.py S3MOND UNIT SOURCE_ROOT [--no-seccomp]
 
 Runs as root in a private mount namespace (nothing on the host changes: a
-tmpfs over /tmp holds the scratch tree). sandbox.py applies what can be
+tmpfs on a fresh directory of /tmp, removed at the end, holds the scratch
+tree; /tmp itself stays visible, since the source or build tree may be there). sandbox.py applies what can be
 applied without systemd as PID 1 (its docstring lists what and what not):
 a DynamicUser-like uid with no passwd entry, a supplementary group that may
 write the metrics directory (the README's recipe), umask 077, every mount
@@ -45,6 +46,7 @@ import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -55,7 +57,7 @@ del sys.argv[1:]
 HERE = os.path.dirname(os.path.abspath(__file__))
 SANDBOX = os.path.join(HERE, "sandbox.py")
 FIXTURE = os.path.join(SOURCE, "tests", "fixtures", "realistic.json")
-SCRATCH = "/tmp/s3mond-sandbox"
+SCRATCH = None                  # the scratch tmpfs, made by Sandbox.setUpClass
 UID_BASE = 61184                # systemd's DynamicUser range starts here
 GUARD = 60                      # seconds: a hang guard, not a measurement
 NS_ENV = "S3MOND_SANDBOX_NS"
@@ -93,6 +95,13 @@ def mount_tmpfs(target, mode):
     if libc.mount(b"tmpfs", target.encode(), b"tmpfs", 2 | 4, ("mode=%o" % mode).encode()) != 0:
         e = ctypes.get_errno()
         raise OSError(e, "mount tmpfs on %s: %s" % (target, os.strerror(e)))
+
+
+def umount_lazy(target):
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.umount2(target.encode(), 2) != 0:      # MNT_DETACH
+        e = ctypes.get_errno()
+        raise OSError(e, "umount %s: %s" % (target, os.strerror(e)))
 
 
 def free_id(base):
@@ -195,15 +204,20 @@ print(json.dumps(out))
 class Sandbox(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        os.makedirs("/tmp", exist_ok=True)
-        mount_tmpfs("/tmp", 0o1777)             # our own /tmp: nothing reaches the host's
+        global SCRATCH
+        # Our own tmpfs, on a fresh directory: nothing written reaches the
+        # host's disk. Not over /tmp: a clone or build tree may live there.
+        SCRATCH = tempfile.mkdtemp(prefix="s3mond-sandbox-", dir="/tmp")
+        mount_tmpfs(SCRATCH, 0o755)
+        cls.addClassCleanup(os.rmdir, SCRATCH)
+        cls.addClassCleanup(umount_lazy, SCRATCH)
         cls.uid = free_id(UID_BASE + 50)
         cls.metrics_gid = free_id(cls.uid + 1)
         cls.python, cls.have_seccomp = seccomp_python()
         s = SCRATCH
         cls.state, cls.metrics = s + "/state", s + "/metrics"
         cls.creds, cls.etc = s + "/credentials", s + "/etc"
-        for d, mode in ((s, 0o755), (s + "/dev", 0o755), (cls.etc, 0o755), (cls.state, 0o700),
+        for d, mode in ((s + "/dev", 0o755), (cls.etc, 0o755), (cls.state, 0o700),
                         (cls.metrics, 0o775), (cls.creds, 0o700)):
             os.mkdir(d)
             os.chmod(d, mode)
