@@ -826,6 +826,11 @@ static int handle_key(struct parser *p, const char *name, const char *value) {
         s->key_line[i] = p->line;
         if (!*value)
                 return fail(p, p->line, "%s: no value given", name);
+        /* "key =#x" reads as "#x", but "key = #x" (how --check-config writes
+         * it) as a comment: refuse what cannot be written back. */
+        if (*value == '#' || *value == ';')
+                return fail(p, p->line, "%s: a value cannot start with '%c' (it starts a comment after a "
+                            "space)", name, *value);
 
         base = s->kind == SECTION_MAIN ? (void *) p->cfg : (void *) &p->cfg->envs[s->env];
         r = k->parse(p, k, value, base);
