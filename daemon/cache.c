@@ -182,6 +182,14 @@ static char *strings_put(char *p, const char *name, const char *email) {
         return stpcpy(p, strempty(email)) + 1;
 }
 
+/* The numbers of a mailbox row, all an entry keeps of it but its id and
+ * strings: the merge and the in-place update both go through here. */
+static void entry_set_numbers(struct mailbox_entry *e, const struct mailbox_row *m) {
+        e->incoming_status = (int16_t) m->incoming_status;
+        e->act_status = (int16_t) m->act_status;
+        e->last_success_on = m->last_success_on;
+}
+
 /* Merge a read into the mailboxes: the old entries stay unless keep_old is
  * false (full read) or the read carries them again. */
 static int mailboxes_merge(struct cache *c, const struct mailbox_row *rows, size_t n, bool keep_old) {
@@ -230,9 +238,7 @@ static int mailboxes_merge(struct cache *c, const struct mailbox_row *rows, size
                 } else {
                         const struct mailbox_row *m = picks[j].row;
                         entries[n_entries] = picks[j].entry;
-                        entries[n_entries].incoming_status = (int16_t) m->incoming_status;
-                        entries[n_entries].act_status = (int16_t) m->act_status;
-                        entries[n_entries].last_success_on = m->last_success_on;
+                        entry_set_numbers(&entries[n_entries], m);
                         size += strings_size(m->name, m->email);
                         if (order == 0)
                                 i++;
@@ -303,9 +309,7 @@ static bool mailboxes_update_in_place(struct cache *c, const struct mailbox_row 
                                 return false; /* twice in one read: the merge picks the later */
         }
         for (size_t i = 0; i < n; i++) {
-                found[i]->incoming_status = rows[i].incoming_status;
-                found[i]->act_status = (int16_t) rows[i].act_status;
-                found[i]->last_success_on = rows[i].last_success_on;
+                entry_set_numbers(found[i], &rows[i]);
                 if (rows[i].modified_on > newest)
                         newest = rows[i].modified_on;
         }
