@@ -402,6 +402,24 @@ static int summarize(struct keyed_ref *k, size_t n, bool sessions) {
         return 0;
 }
 
+/* Summarize the refs, then group them: *ret_refs owns the summaries after
+ * (freed here if grouping fails). */
+static int index_refs(struct keyed_ref *k, size_t n, bool sessions, struct ref **ret_refs, size_t *ret_n,
+                      struct group **ret_groups, size_t *ret_n_groups) {
+        int r = summarize(k, n, sessions);
+
+        if (r < 0)
+                return r;
+        r = group_refs(k, n, ret_refs, ret_groups, ret_n_groups);
+        if (r < 0) {
+                for (size_t i = 0; i < n; i++)
+                        free(k[i].ref.error);
+                return r;
+        }
+        *ret_n = n;
+        return 0;
+}
+
 int correlate_evidence_new(const struct cache *cc, const struct session_row *sessions, size_t n_sessions,
                            const struct trace_row *traces, size_t n_traces, struct correlate_evidence **ret) {
         _cleanup_(correlate_evidence_freep) struct correlate_evidence *e = calloc(1, sizeof(*e));
@@ -422,32 +440,18 @@ int correlate_evidence_new(const struct cache *cc, const struct session_row *ses
                 definition = cc ? cache_workflow_definition_of(cc, s->process_id) : NULL;
                 k[n++] = (struct keyed_ref) { definition ? definition : s->process_id, { s->at, s->id, s, NULL } };
         }
-        r = summarize(k, n, true);
+        r = index_refs(k, n, true, &e->sessions, &e->n_sessions, &e->session_groups, &e->n_session_groups);
         if (r < 0)
                 return r;
-        r = group_refs(k, n, &e->sessions, &e->session_groups, &e->n_session_groups);
-        if (r < 0) {
-                for (size_t i = 0; i < n; i++)
-                        free(k[i].ref.error);
-                return r;
-        }
-        e->n_sessions = n;
         n = 0;
         for (size_t i = 0; i < n_traces; i++) {
                 const struct trace_row *t = &traces[i];
                 if (t->mode == 0 && t->step_id && t->id && t->exception && *t->exception)
                         k[n++] = (struct keyed_ref) { t->step_id, { t->at, t->id, t, NULL } };
         }
-        r = summarize(k, n, false);
+        r = index_refs(k, n, false, &e->traces, &e->n_traces, &e->trace_groups, &e->n_trace_groups);
         if (r < 0)
                 return r;
-        r = group_refs(k, n, &e->traces, &e->trace_groups, &e->n_trace_groups);
-        if (r < 0) {
-                for (size_t i = 0; i < n; i++)
-                        free(k[i].ref.error);
-                return r;
-        }
-        e->n_traces = n;
         *ret = TAKE_PTR(e);
         return 0;
 }
