@@ -185,15 +185,24 @@ static void civil_from_days(int64_t z, int64_t *ret_y, int *ret_m, int *ret_d) {
         *ret_y = y + (*ret_m <= 2);
 }
 
-char *iso8601_format(time_t t, char buf[static ISO8601_BUFSZ]) {
-        int64_t days = (int64_t) t / 86400, secs = (int64_t) t % 86400, year;
-        int month, day;
+/* Days since 1970-01-01 and the second of that day, for times before 1970 too. */
+static int64_t days_of(time_t t, int64_t *ret_secs) {
+        int64_t days = (int64_t) t / 86400, secs = (int64_t) t % 86400;
 
         if (secs < 0) {
                 secs += 86400;
                 days--;
         }
-        civil_from_days(days, &year, &month, &day);
+        if (ret_secs)
+                *ret_secs = secs;
+        return days;
+}
+
+char *iso8601_format(time_t t, char buf[static ISO8601_BUFSZ]) {
+        int64_t secs, year;
+        int month, day;
+
+        civil_from_days(days_of(t, &secs), &year, &month, &day);
         if (year > 9999 || year < 0) {
                 strcpy(buf, "1970-01-01T00:00:00Z");
                 return buf;
@@ -268,7 +277,7 @@ static int rfc850_date(const char *p, time_t now, time_t *ret) {
                 return -EINVAL;
         /* RFC 7231: a two-digit year more than 50 years in the future is
          * the most recent past year with those digits. */
-        civil_from_days((int64_t) (now >= 0 ? now / 86400 : (now - 86399) / 86400), &now_y, &now_m, &now_d);
+        civil_from_days(days_of(now, NULL), &now_y, &now_m, &now_d);
         y = now_y / 100 * 100 + yy;
         if (y > now_y + 50)
                 y -= 100;
