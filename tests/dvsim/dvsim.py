@@ -2038,6 +2038,10 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "dvsim/1"
     sys_version = ""
     timeout = 120
+    # an answer leaves in one write and at once: with Nagle's algorithm on and
+    # headers and body written apart, every keep-alive answer waited ~40 ms for
+    # the client's delayed ACK, which no real front end does
+    disable_nagle_algorithm = True
 
     sim = None  # set by make_server
 
@@ -2100,15 +2104,20 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(resp.body)))
         for k, v in resp.headers:
             self.send_header(k, v)
-        self.end_headers()
+        self._headers_buffer.append(b"\r\n")
+        head = b"".join(self._headers_buffer)
+        self._headers_buffer = []
         body = resp.body
         if fault is not None and fault.kind == "truncated":
             part = body[:len(body) // 2]
-            self.wfile.write(part)
+            self.wfile.write(head + part)
             self.close_connection = True
             self.hard_close(graceful=True)
             return len(part)
-        if fault is not None and fault.kind == "slow" and body:
+        if fault is not None and fault.kind == "slow":
+            self.wfile.write(head)
+            if not body:
+                return 0
             chunks = max(1, min(len(body), int(fault.seconds * 10)))
             step = max(1, -(-len(body) // chunks))
             pause = fault.seconds / max(1, -(-len(body) // step))
@@ -2117,7 +2126,7 @@ class Handler(BaseHTTPRequestHandler):
                     time.sleep(pause)
                 self.wfile.write(body[i:i + step])
             return len(body)
-        self.wfile.write(body)
+        self.wfile.write(head + body)
         return len(body)
 
     def hard_close(self, graceful=False):

@@ -479,6 +479,25 @@ class TestQuery(Base):
         self.assertIs(conn.sock, sock)
         conn.close()
 
+    def test_keep_alive_answers_at_once(self):
+        # side by side: n answers on one kept-alive connection take less than n
+        # answers on a new connection each (with headers and body in two writes
+        # and Nagle on, a kept-alive answer waited ~40 ms for a delayed ACK)
+        n = 15
+        path = "/prod/api/data/v9.2/mailboxes?$select=name"
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        self.get(path, conn=conn)
+        t = time.monotonic()
+        for _ in range(n):
+            self.get(path, conn=conn)
+        kept = time.monotonic() - t
+        conn.close()
+        t = time.monotonic()
+        for _ in range(n):
+            self.get(path)
+        fresh = time.monotonic() - t
+        self.assertLess(kept, fresh)
+
 
 class TestStrictness(Base):
     def test_rejections(self):
