@@ -13,11 +13,41 @@ An environment's URL (for the s3mond config "url =" and the token "scope") is
 http://127.0.0.1:PORT/<env>; the scope is that URL followed by "/.default".
 Its authority (s3mond "authority =") is http://127.0.0.1:PORT.
 
+Production's shape (all off by default):
+  --tls DIR       HTTPS only (TLS 1.2+, ALPN http/1.1). DIR/ca.pem is a test CA
+                  (made once, with DIR/ca.key, by the openssl command): trust it
+                  (s3mond "ca_file =", curl --cacert). Every listening host has its
+                  own certificate: its IP address, and <env>.dvsim.test for an
+                  environment's host, login.dvsim.test and localhost for --host.
+  --env-hosts     every environment on its own loopback address, in load order
+                  127.0.0.2, 127.0.0.3, ... 127.0.0.254, 127.0.1.1, ..., all on PORT:
+                  https://127.0.0.2:PORT/api/data/v9.2/<entityset> (that host serves
+                  only its environment's Web API). The token endpoint, /_admin and the
+                  /<env>/ paths stay on --host. Environments loaded later (POST
+                  /_admin/scenario) get the next addresses. One accept loop serves
+                  all listeners.
+  --info-file F   once listening: {"port", "authority", "ca_file" (null without
+                  --tls), "admin", "environments": {NAME: {"url", "tenant",
+                  "client_id", "address"}}}, also GET /_admin/health's "info".
+  --latency T [--latency-jitter J]   every answer but /_admin's waits T +- J
+                  (uniform); a new connection's first answer waits once more for
+                  TCP set-up and once more for TLS (e.g. 150ms: 3 x 150 ms).
+  --idle-close S  a keep-alive connection idle S seconds is closed (TLS
+                  close_notify, then FIN), as Azure's front ends do after ~240 s;
+                  without it, after 120 s as always.
+  /_admin/stats counts "connections" (accepted) and "tls_handshakes" (completed;
+  "tls_resumed", "tls_failures") in total and per environment (a connection to
+  --host is counted for the first environment it asks for), with
+  "requests_per_connection"; POST /_admin/stats/reset zeroes them.
+
 Entity sets: mailboxes tracelogs workflows processsessions
 sdkmessageprocessingsteps sdkmessages sdkmessagefilters plugintypes plugintracelogs
 (and WhoAmI). Query options: $select $filter $orderby $top $expand $count, paging
 with "Prefer: odata.maxpagesize=N" and @odata.nextLink; $skip is refused like the
-service. Anything the service rejects (unknown column, quoted datetime or GUID,
+service. $top alone returns at most that many rows and no nextLink; with the
+maxpagesize preference $top is ignored ("If you include both, $top is ignored":
+learn.microsoft.com/power-apps/developer/data-platform/webapi/query/page-results).
+Anything the service rejects (unknown column, quoted datetime or GUID,
 unknown function, type mismatch, bad navigation path, unescaped quote) answers
 400 {"error":{"code":"0x80060888","message":"..."}}; an unknown entity set 404.
 
@@ -100,6 +130,9 @@ Examples:
   curl -s -d '{"target":"prod/tracelogs","kind":"429","retry_after":2,"count":3}' \\
       http://127.0.0.1:$P/_admin/faults
   curl -s http://127.0.0.1:$P/_admin/stats | jq .environments.prod.sets.tracelogs.status
+  dvsim.py --scenario S --tls /tmp/dvsim-tls --env-hosts --info-file /tmp/dvsim.json \\
+      --latency 150ms --latency-jitter 30ms --idle-close 240 --quiet &
+  curl --cacert /tmp/dvsim-tls/ca.pem "$(jq -r .environments.prod.url /tmp/dvsim.json)/api/..."
   (curl needs -g for URLs with [ ], e.g. Microsoft.Dynamics.CRM.In(...PropertyValues=['1']))
 
 More: tests/dvsim/README.md; large scenarios: tests/dvsim/gen.py --help; fixtures with
@@ -110,22 +143,28 @@ import argparse
 import base64
 import bisect
 import calendar
+import contextlib
 import email.utils
+import fcntl
 import fnmatch
 import hashlib
 import json
 import operator
 import os
+import random
 import re
 import secrets
+import selectors
 import signal
 import socket
+import ssl
 import struct
+import subprocess
 import sys
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, quote, unquote_plus, urlsplit
 
 API_PREFIX = ("api", "data", "v9.2")
@@ -1543,6 +1582,228 @@ def split_prefer(text):
 
 
 # --------------------------------------------------------------------------
+# A test CA for --tls: keys from the openssl CLI (once per directory), the
+# certificates assembled here in DER and signed with RSA (PKCS#1 v1.5, SHA-256)
+# by the CA key, because one openssl process per host costs ~45 ms and 200
+# hosts must start in seconds. Everything a verifying client checks is real:
+# the chain to DIR/ca.pem, IP and DNS subjectAltNames, key usages, validity.
+
+def _der(tag, body):
+    n = len(body)
+    if n < 0x80:
+        head = bytes([tag, n])
+    else:
+        size = n.to_bytes((n.bit_length() + 7) // 8, "big")
+        head = bytes([tag, 0x80 | len(size)]) + size
+    return head + body
+
+
+def _der_int(v):
+    return _der(0x02, v.to_bytes(v.bit_length() // 8 + 1, "big"))
+
+
+def _der_oid(dotted):
+    parts = [int(x) for x in dotted.split(".")]
+    out = bytearray([40 * parts[0] + parts[1]])
+    for v in parts[2:]:
+        chunk = [v & 0x7F]
+        v >>= 7
+        while v:
+            chunk.append(0x80 | (v & 0x7F))
+            v >>= 7
+        out += bytes(reversed(chunk))
+    return _der(0x06, bytes(out))
+
+
+def _der_seq(*items):
+    return _der(0x30, b"".join(items))
+
+
+def _der_read(buf, pos=0):
+    """One TLV at pos -> (tag, body, end)."""
+    tag, n = buf[pos], buf[pos + 1]
+    pos += 2
+    if n & 0x80:
+        k = n & 0x7F
+        n = int.from_bytes(buf[pos:pos + k], "big")
+        pos += k
+    return tag, buf[pos:pos + n], pos + n
+
+
+def _der_items(body):
+    pos, out = 0, []
+    while pos < len(body):
+        tag, value, pos = _der_read(body, pos)
+        out.append((tag, value))
+    return out
+
+
+_OID_RSA = "1.2.840.113549.1.1.1"
+_OID_SHA256_RSA = "1.2.840.113549.1.1.11"
+_SHA256_PREFIX = bytes.fromhex("3031300d060960864801650304020105000420")
+
+
+class RSAKey:
+    """An RSA private key read from the PKCS#8 PEM that openssl genpkey writes."""
+
+    def __init__(self, path):
+        with open(path) as f:
+            pem = f.read()
+        b64 = "".join(line for line in pem.splitlines() if line and not line.startswith("-----"))
+        _tag, info, _end = _der_read(base64.b64decode(b64))
+        items = _der_items(info)
+        inner = _der_items(_der_read(items[2][1])[1])
+        n, e, d, p, q, dp, dq, qinv = (int.from_bytes(v, "big") for _t, v in inner[1:9])
+        self.n, self.e, self.p, self.q, self.dp, self.dq, self.qinv = n, e, p, q, dp, dq, qinv
+        self.size = (n.bit_length() + 7) // 8
+
+    def spki(self):
+        """SubjectPublicKeyInfo (DER)."""
+        pub = _der_seq(_der_int(self.n), _der_int(self.e))
+        return _der_seq(_der_seq(_der_oid(_OID_RSA), b"\x05\x00"), _der(0x03, b"\x00" + pub))
+
+    def key_id(self):
+        pub = _der_seq(_der_int(self.n), _der_int(self.e))
+        return hashlib.sha1(pub).digest()
+
+    def sign(self, data):
+        """RSASSA-PKCS1-v1_5 with SHA-256, by the Chinese remainder theorem."""
+        t = _SHA256_PREFIX + hashlib.sha256(data).digest()
+        m = int.from_bytes(b"\x00\x01" + b"\xff" * (self.size - len(t) - 3) + b"\x00" + t, "big")
+        m1, m2 = pow(m, self.dp, self.p), pow(m, self.dq, self.q)
+        s = m2 + (self.qinv * (m1 - m2) % self.p) * self.q
+        return s.to_bytes(self.size, "big")
+
+
+def _der_name(cn):
+    return _der_seq(
+        _der(0x31, _der_seq(_der_oid("2.5.4.10"), _der(0x0C, b"dvsim"))),
+        _der(0x31, _der_seq(_der_oid("2.5.4.3"), _der(0x0C, cn.encode()))))
+
+
+def _der_time(t):
+    s = time.strftime("%y%m%d%H%M%SZ" if t < 2524608000 else "%Y%m%d%H%M%SZ", time.gmtime(t))
+    return _der(0x17 if t < 2524608000 else 0x18, s.encode())
+
+
+def _der_ext(oid, value, critical=False):
+    return _der_seq(_der_oid(oid), *([b"\x01\x01\xff"] if critical else []), _der(0x04, value))
+
+
+def make_certificate(subject_key, issuer_key, subject, issuer, serial, days, ca=False,
+                     addresses=(), names=()):
+    """A signed X.509 v3 certificate (DER)."""
+    now = int(time.time())
+    exts = [_der_ext("2.5.29.14", _der(0x04, subject_key.key_id()))]
+    if ca:
+        exts += [_der_ext("2.5.29.19", _der_seq(b"\x01\x01\xff"), critical=True),
+                 _der_ext("2.5.29.15", _der(0x03, b"\x01\x06"), critical=True)]
+    else:
+        sans = [_der(0x87, socket.inet_pton(socket.AF_INET6 if ":" in a else socket.AF_INET, a))
+                for a in addresses] + [_der(0x82, n.encode()) for n in names]
+        exts += [_der_ext("2.5.29.35", _der_seq(_der(0x80, issuer_key.key_id()))),
+                 _der_ext("2.5.29.19", _der_seq(), critical=True),
+                 _der_ext("2.5.29.15", _der(0x03, b"\x05\xa0"), critical=True),
+                 _der_ext("2.5.29.37", _der_seq(_der_oid("1.3.6.1.5.5.7.3.1"))),
+                 _der_ext("2.5.29.17", _der_seq(*sans))]
+    alg = _der_seq(_der_oid(_OID_SHA256_RSA), b"\x05\x00")
+    tbs = _der_seq(_der(0xA0, _der_int(2)), _der_int(serial), alg, _der_name(issuer),
+                   _der_seq(_der_time(now - 86400), _der_time(now + days * 86400)),
+                   _der_name(subject), subject_key.spki(), _der(0xA3, _der_seq(*exts)))
+    return _der_seq(tbs, alg, _der(0x03, b"\x00" + issuer_key.sign(tbs)))
+
+
+def _pem(der):
+    b64 = base64.b64encode(der).decode()
+    return "-----BEGIN CERTIFICATE-----\n%s\n-----END CERTIFICATE-----\n" % "\n".join(
+        b64[i:i + 64] for i in range(0, len(b64), 64))
+
+
+def _write_atomic(path, text, mode=0o644):
+    tmp = "%s.%d.tmp" % (path, os.getpid())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+class CertAuthority:
+    """DIR/ca.pem (the CA clients trust) and ca.key; DIR/leaf.key, the one key
+    of every host certificate; DIR/certs/<address>-<hash>.pem, one certificate
+    per listening host, reused while the CA and the names stay the same.
+    Several dvsim processes may share DIR (a lock serialises the writers)."""
+
+    def __init__(self, directory):
+        self.dir = os.path.abspath(directory)
+        os.makedirs(os.path.join(self.dir, "certs"), exist_ok=True)
+        self.ca_file = os.path.join(self.dir, "ca.pem")
+        self.key_file = os.path.join(self.dir, "leaf.key")
+        with self._locked():
+            ca_key_file = os.path.join(self.dir, "ca.key")
+            for path in (ca_key_file, self.key_file):
+                if not os.path.exists(path):
+                    self._genkey(path)
+            self.ca_key = RSAKey(ca_key_file)
+            self.leaf_key = RSAKey(self.key_file)
+            if not self._ca_matches():
+                _write_atomic(self.ca_file, _pem(make_certificate(
+                    self.ca_key, self.ca_key, "dvsim test CA", "dvsim test CA",
+                    int.from_bytes(os.urandom(8), "big"), 3650, ca=True)))
+            with open(self.ca_file, "rb") as f:
+                self._ca_tag = hashlib.sha256(f.read()).hexdigest()[:12]
+
+    @contextlib.contextmanager
+    def _locked(self):
+        with open(os.path.join(self.dir, ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    @staticmethod
+    def _genkey(path):
+        tmp = "%s.%d.tmp" % (path, os.getpid())
+        try:
+            subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
+                            "rsa_keygen_bits:2048", "-out", tmp], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        except FileNotFoundError:
+            raise OSError("--tls needs the openssl command (Debian package openssl)")
+        except subprocess.CalledProcessError as e:
+            raise OSError("openssl genpkey failed: %s" % e.stderr.decode(errors="replace"))
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+
+    def _ca_matches(self):
+        try:
+            with open(self.ca_file) as f:
+                pem = f.read()
+        except OSError:
+            return False
+        return self.ca_key.spki() in ssl.PEM_cert_to_DER_cert(pem)
+
+    def host_cert(self, address, names):
+        """The certificate file for a host at address, also valid for names."""
+        tag = hashlib.sha256(("%s|%s|%s" % (self._ca_tag, address, ",".join(names)))
+                             .encode()).hexdigest()[:12]
+        path = os.path.join(self.dir, "certs", "%s-%s.pem" % (address.replace(":", "_"), tag))
+        if not os.path.exists(path):
+            with self._locked():
+                if not os.path.exists(path):
+                    _write_atomic(path, _pem(make_certificate(
+                        self.leaf_key, self.ca_key, names[0] if names else address,
+                        "dvsim test CA", int.from_bytes(os.urandom(8), "big"), 825,
+                        addresses=[address], names=names)))
+        return path
+
+    def server_context(self, address, names):
+        """TLS 1.2+, HTTP/1.1 by ALPN, this host's certificate."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.set_alpn_protocols(["http/1.1"])
+        ctx.load_cert_chain(self.host_cert(address, names), self.key_file)
+        return ctx
+
+
+# --------------------------------------------------------------------------
 # The simulator: environments, tokens, faults, statistics
 
 class Fault:
@@ -1605,15 +1866,37 @@ class Fault:
         return d
 
 
+class Connection:
+    """One accepted connection, as the statistics see it: the environment it
+    is attributed to (its listener's, or the first environment it asks for on
+    the shared host), whether it completed a TLS handshake, and whether the
+    one-time set-up latency is still to be paid."""
+    __slots__ = ("listener", "env", "tls", "resumed", "epoch", "setup_pending")
+
+    def __init__(self, listener, epoch):
+        self.listener = listener
+        self.env = listener.env if listener is not None else None
+        self.tls = False
+        self.resumed = False
+        self.epoch = epoch
+        self.setup_pending = True
+
+
 class Stats:
     LOG_MAX = 20000
 
     def __init__(self):
+        self.epoch = 0
         self.reset()
 
     def reset(self):
         self.started = time.time()
         self.envs = {}
+        self.connections = 0
+        self.tls_handshakes = 0
+        self.tls_resumed = 0
+        self.tls_failures = 0
+        self.epoch += 1     # connections accepted before a reset are not counted again
 
     def _bucket(self, d, key):
         b = d.get(key)
@@ -1621,11 +1904,44 @@ class Stats:
             b = d[key] = {"requests": 0, "status": {}, "bytes_sent": 0, "log": []}
         return b
 
-    def record(self, env_name, what, method, path, status, nbytes, fault, t):
+    def _env(self, env_name):
         e = self.envs.get(env_name)
         if e is None:
             e = self.envs[env_name] = {"requests": 0, "status": {}, "bytes_sent": 0,
-                                       "writes": 0, "sets": {}}
+                                       "writes": 0, "connections": 0, "tls_handshakes": 0,
+                                       "sets": {}}
+        return e
+
+    def accepted(self, conn):
+        """A connection was accepted (its TLS handshake, if any, not yet done)."""
+        self.connections += 1
+        if conn.env is not None:
+            self._env(conn.env)["connections"] += 1
+
+    def handshake(self, conn, ok, resumed=False):
+        if not ok:
+            self.tls_failures += 1
+            return
+        conn.tls, conn.resumed = True, resumed
+        self.tls_handshakes += 1
+        self.tls_resumed += resumed
+        if conn.env is not None and conn.epoch == self.epoch:
+            self._env(conn.env)["tls_handshakes"] += 1
+
+    def attribute(self, conn, env_name):
+        """A connection on the shared host is counted for the first environment
+        it asks for (once, and only if accepted since the last reset)."""
+        if conn is None or conn.env is not None:
+            return
+        conn.env = env_name
+        if conn.epoch == self.epoch:
+            e = self._env(env_name)
+            e["connections"] += 1
+            e["tls_handshakes"] += conn.tls
+
+    def record(self, env_name, what, method, path, status, nbytes, fault, t, conn=None):
+        self.attribute(conn, env_name)
+        e = self._env(env_name)
         s = str(status)
         for b in (e, self._bucket(e["sets"], what)):
             b["requests"] += 1
@@ -1640,8 +1956,15 @@ class Stats:
             del log[:len(log) - self.LOG_MAX]
 
     def snapshot(self):
-        return {"started": round(self.started, 3), "environments": json.loads(
-            json.dumps(self.envs))}
+        envs = json.loads(json.dumps(self.envs))
+        for e in envs.values():
+            e["requests_per_connection"] = (round(e["requests"] / e["connections"], 3)
+                                            if e["connections"] else None)
+        return {"started": round(self.started, 3), "connections": self.connections,
+                "tls_handshakes": self.tls_handshakes, "tls_resumed": self.tls_resumed,
+                "tls_failures": self.tls_failures,
+                "requests": sum(e["requests"] for e in envs.values()),
+                "environments": envs}
 
 
 class Simulator:
@@ -1656,6 +1979,37 @@ class Simulator:
         self.log = log
         self.port = None
         self.server = None
+        # set by the server: how clients reach it
+        self.scheme = "http"
+        self.host = "127.0.0.1"
+        self.env_hosts = False
+        self.addresses = {}         # environment -> its own address (--env-hosts)
+        self.ca_file = None
+
+    # ---- how clients reach the simulator ---------------------------------
+    def _hostport(self, host):
+        return "[%s]:%d" % (host, self.port) if ":" in host else "%s:%d" % (host, self.port)
+
+    @property
+    def authority(self):
+        """Base URL of the token endpoint (s3mond "authority =")."""
+        return "%s://%s" % (self.scheme, self._hostport(self.host))
+
+    def env_url(self, name):
+        """An environment's URL (s3mond "url ="; the token scope is it + "/.default")."""
+        if name in self.addresses:
+            return "%s://%s" % (self.scheme, self._hostport(self.addresses[name]))
+        return "%s/%s" % (self.authority, name)
+
+    def info(self):
+        """What --info-file writes and GET /_admin/health returns as "info"."""
+        with self.lock:
+            return {"port": self.port, "authority": self.authority, "ca_file": self.ca_file,
+                    "admin": self.authority + "/_admin",
+                    "environments": {n: {"url": self.env_url(n), "tenant": e.tenant,
+                                         "client_id": e.client_id,
+                                         "address": self.addresses.get(n, self.host)}
+                                     for n, e in self.envs.items()}}
 
     # ---- scenarios -------------------------------------------------------
     def load_file(self, path):
@@ -1791,8 +2145,8 @@ class Simulator:
 # --------------------------------------------------------------------------
 # Query execution
 
-def entity_base(host, env, root):
-    return "http://%s%s" % (host, "" if root else "/" + env.name)
+def entity_base(host, env, root, scheme="http"):
+    return "%s://%s%s" % (scheme, host, "" if root else "/" + env.name)
 
 
 def annotate(out, col, value, env, schema, patterns):
@@ -1908,15 +2262,19 @@ def run_collection(sim, env, schema, raw_query, prefs, host, root, path):
     node, pred = None, None
     if "$filter" in opts:
         node, pred = FilterCompiler(env, schema, opts["$filter"], aliases).compile()
-    page_size, applied = MAX_PAGE, []
+    page_size, applied, paging = MAX_PAGE, [], False
     if "odata.maxpagesize" in prefs:
         try:
             n = int(prefs["odata.maxpagesize"])
         except ValueError:
             n = 0
         if 0 < n <= MAX_PAGE:
-            page_size = n
+            page_size, paging = n, True
             applied.append("odata.maxpagesize=%d" % n)
+    if paging:
+        # "Don't use $top with the Prefer: odata.maxpagesize request header. If you
+        # include both, $top is ignored." (webapi/query/page-results.md)
+        top = None
     patterns = None
     if "odata.include-annotations" in prefs:
         patterns = [p.strip() for p in prefs["odata.include-annotations"].split(",")
@@ -1946,13 +2304,12 @@ def run_collection(sim, env, schema, raw_query, prefs, host, root, path):
         next_link = None
         if top is not None:
             rows = rows[:top]
-            applied = [a for a in applied if not a.startswith("odata.maxpagesize")]
         elif len(rows) > page_size:
             rows = rows[:page_size]
             token = encode_skiptoken(page_no + 1, raw_key(rows[-1]), qh)
             q = "&".join(raw_parts + ["$skiptoken=" + quote(token, safe="")])
-            next_link = "http://%s%s?%s" % (host, path, q)
-        base = entity_base(host, env, root)
+            next_link = "%s://%s%s?%s" % (sim.scheme, host, path, q)
+        base = entity_base(host, env, root, sim.scheme)
         value = [project(env, schema, r, select, expands, patterns) for r in rows]
     body = {"@odata.context": context_url(base, schema, select, expands)}
     if count == "true":
@@ -1985,7 +2342,7 @@ def run_single(sim, env, schema, key, raw_query, prefs, host, root):
         if row is None:
             raise ODataError(404, ERR_NOT_EXIST, "%s With Id = %s Does Not Exist"
                              % (schema.logical, key))
-        body = {"@odata.context": context_url(entity_base(host, env, root), schema, select,
+        body = {"@odata.context": context_url(entity_base(host, env, root, sim.scheme), schema, select,
                                               expands, entity=True)}
         body.update(project(env, schema, row, select, expands, patterns))
     return body, headers
@@ -2045,7 +2402,24 @@ class Handler(BaseHTTPRequestHandler):
 
     sim = None  # set by make_server
 
+    def __init__(self, request, client_address, server, conn=None):
+        self.conn = conn if conn is not None else Connection(None, 0)
+        super().__init__(request, client_address, server)
+
     # ---- plumbing --------------------------------------------------------
+    def handle_one_request(self):
+        # an idle keep-alive connection waits idle_close for its next request
+        # line (a timeout closes it: FIN); the request itself has self.timeout
+        idle = self.server.idle_close
+        if idle is not None:
+            self.connection.settimeout(idle)
+        super().handle_one_request()
+
+    def parse_request(self):
+        if self.server.idle_close is not None:
+            self.connection.settimeout(self.timeout)
+        return super().parse_request()
+
     def log_message(self, fmt, *args):
         log = self.sim.log
         if log is not None:
@@ -2162,10 +2536,18 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         path = url.path
         segs = [s for s in path.split("/")][1:]
+        sim = self.sim
+        host_env = self.conn.listener.env if self.conn.listener is not None else None
+        if host_env is not None:
+            # an environment's own host serves its Web API at the root, nothing else
+            if len(segs) >= 3 and tuple(segs[0:3]) == API_PREFIX:
+                self.handle_api(method, sim.envs[host_env], True, segs[3:], url, t0)
+            else:
+                self.not_found(host_env, method, t0)
+            return
         if segs and segs[0] == "_admin":
             self.handle_admin(method, segs[1:], url.query, body)
             return
-        sim = self.sim
         # token endpoint: /{tenant}/oauth2/v2.0/token
         if len(segs) == 4 and segs[1:] == ["oauth2", "v2.0", "token"]:
             self.handle_token(method, segs[0], body, t0)
@@ -2176,14 +2558,17 @@ class Handler(BaseHTTPRequestHandler):
         elif len(segs) >= 3 and tuple(segs[0:3]) == API_PREFIX and sim.envs:
             env, root, rest = sim.first_env(), True, segs[3:]
         if env is None:
-            resp = Response(404, {"error": {"code": ERR_SEGMENT, "message":
-                                            "No HTTP resource was found that matches the "
-                                            "request URI 'http://%s%s'." % (self.host(),
-                                                                            self.path)}},
-                            ODATA_JSON)
-            self.finish_request("_unknown", "other", method, resp, None, t0)
+            self.not_found("_unknown", method, t0)
             return
         self.handle_api(method, env, root, rest, url, t0)
+
+    def not_found(self, env_name, method, t0):
+        resp = Response(404, {"error": {"code": ERR_SEGMENT, "message":
+                                        "No HTTP resource was found that matches the "
+                                        "request URI '%s://%s%s'." % (self.sim.scheme,
+                                                                       self.host(), self.path)}},
+                        ODATA_JSON)
+        self.finish_request(env_name, "other", method, resp, None, t0)
 
     def finish_request(self, env_name, what, method, resp, fault, t0):
         """Record the request in the statistics, then answer it: a client that
@@ -2196,7 +2581,8 @@ class Handler(BaseHTTPRequestHandler):
             n //= 2
         with self.sim.lock:
             self.sim.stats.record(env_name, what, method, self.path, resp.status, n,
-                                  fault.kind if fault else None, t0)
+                                  fault.kind if fault else None, t0, self.conn)
+        self.server.delay(self.conn)
         try:
             self.send(resp, fault)
         except OSError:
@@ -2217,7 +2603,9 @@ class Handler(BaseHTTPRequestHandler):
             return False, f
         if k == "reset":
             with sim.lock:
-                sim.stats.record(env_name, what, method, self.path, 0, 0, "reset", t0)
+                sim.stats.record(env_name, what, method, self.path, 0, 0, "reset", t0,
+                                 self.conn)
+            self.server.delay(self.conn)
             self.hard_close(graceful=f.graceful)
             return True, f
         if k == "429":
@@ -2322,11 +2710,16 @@ class Handler(BaseHTTPRequestHandler):
         if u.scheme not in ("http", "https"):
             return None
         port = self.sim.port
+        netloc, path = u.netloc.lower(), u.path.rstrip("/")
+        for e in envs:      # an environment on its own host (--env-hosts)
+            address = self.sim.addresses.get(e.name)
+            if address and path == "" and netloc in ("%s:%d" % (address, port), "%s.dvsim.test:%d"
+                                                     % (e.name.lower(), port)):
+                return e
         hosts = {self.host().lower(), "127.0.0.1:%d" % port, "localhost:%d" % port,
-                 "[::1]:%d" % port}
-        if u.netloc.lower() not in hosts:
+                 "[::1]:%d" % port, "login.dvsim.test:%d" % port}
+        if netloc not in hosts:
             return None
-        path = u.path.rstrip("/")
         first = self.sim.first_env()
         for e in envs:
             if path == "/" + e.name or (path == "" and e is first):
@@ -2404,7 +2797,7 @@ class Handler(BaseHTTPRequestHandler):
 
     # ---- Web API ---------------------------------------------------------
     def unauthorized(self, env, reason):
-        base = "http://%s" % self.host()
+        base = "%s://%s" % (self.sim.scheme, self.host())
         www = 'Bearer authorization_uri=%s/%s/oauth2/authorize, resource_id=%s/%s/' % (
             base, env.tenant, base, env.name)
         if reason in ("invalid", "expired", "audience"):
@@ -2447,8 +2840,10 @@ class Handler(BaseHTTPRequestHandler):
         points at another host: a client must refuse to follow it (and so to send
         its token there)."""
         body = json.loads(resp.body)
-        host = fault.host or "127.0.0.2:%d" % self.sim.port
-        body["@odata.nextLink"] = "http://%s%s" % (host, self.path)
+        # with --env-hosts 127.0.0.2 is an environment's own host: another one
+        host = fault.host or "%s:%d" % ("127.255.255.254" if self.sim.env_hosts else "127.0.0.2",
+                                        self.sim.port)
+        body["@odata.nextLink"] = "%s://%s%s" % (self.sim.scheme, host, self.path)
         resp.body = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
     def api_get(self, env, root, rest, set_name, m, url):
@@ -2456,13 +2851,13 @@ class Handler(BaseHTTPRequestHandler):
         prefs = parse_prefer(self.headers.get_all("Prefer") or [])
         host = self.host()
         if not rest or rest == [""]:
-            body = {"@odata.context": "%s/api/data/v9.2/$metadata" % entity_base(host, env, root),
+            body = {"@odata.context": "%s/api/data/v9.2/$metadata" % entity_base(host, env, root, sim.scheme),
                     "value": [{"name": t.set_name, "kind": "EntitySet", "url": t.set_name}
                               for t in TABLES]}
             return Response(200, body, ODATA_JSON)
         if set_name == "WhoAmI" and len(rest) == 1 and m.group(2) in (None, ""):
             body = {"@odata.context": "%s/api/data/v9.2/$metadata#Microsoft.Dynamics.CRM."
-                                      "WhoAmIResponse" % entity_base(host, env, root),
+                                      "WhoAmIResponse" % entity_base(host, env, root, sim.scheme),
                     "BusinessUnitId": env.bu_id, "UserId": env.user_id,
                     "OrganizationId": env.org_id}
             return Response(200, body, ODATA_JSON)
@@ -2516,7 +2911,7 @@ class Handler(BaseHTTPRequestHandler):
         if segs == ["health"] and method == "GET":
             with sim.lock:
                 return Response(200, {"ok": True, "port": sim.port,
-                                      "environments": list(sim.envs)})
+                                      "environments": list(sim.envs), "info": sim.info()})
         if segs == ["stats"] and method == "GET":
             with sim.lock:
                 return Response(200, sim.stats.snapshot())
@@ -2532,7 +2927,14 @@ class Handler(BaseHTTPRequestHandler):
             with sim.lock:
                 before = set(sim.envs)
                 sim.load(data, "admin scenario")
-                return Response(200, {"environments": [e for e in sim.envs if e not in before]})
+                new = [e for e in sim.envs if e not in before]
+                try:
+                    for name in new:
+                        self.server.add_environment(name)
+                except OSError as e:
+                    return Response(500, {"error": "loaded, but cannot listen for %s: %s"
+                                          % (name, e), "environments": new})
+                return Response(200, {"environments": new})
         if segs == ["tokens", "revoke"] and method == "POST":
             env = (data or {}).get("env") if isinstance(data, dict) else None
             with sim.lock:
@@ -2644,27 +3046,271 @@ class Handler(BaseHTTPRequestHandler):
         return Response(405, {"error": "method not allowed here"})
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+def env_address(index):
+    """The loopback address of the index-th environment (0-based, in load
+    order) with --env-hosts: 127.0.0.2 ... 127.0.0.254, then 127.0.1.1 ...
+    127.0.1.254, 127.0.2.1 ... (127.0.0.1 is the shared host)."""
+    if index < 253:
+        return "127.0.0.%d" % (index + 2)
+    block, host = divmod(index - 253, 254)
+    block += 1
+    if block >= 65536:
+        raise ValueError("too many environments for 127.0.0.0/8")
+    return "127.%d.%d.%d" % (block // 256, block % 256, host + 1)
+
+
+class Listener:
+    __slots__ = ("sock", "address", "env", "ssl_ctx")
+
+    def __init__(self, sock, address, env, ssl_ctx):
+        self.sock, self.address, self.env, self.ssl_ctx = sock, address, env, ssl_ctx
+
+
+def parse_latency(value):
+    """'150ms', '0.15s' or a number of milliseconds -> seconds."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    m = re.match(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s)?\s*$", str(value))
+    if not m:
+        raise ValueError("a latency is N, Nms or Ns (N milliseconds by default): %r" % value)
+    return float(m.group(1)) / (1 if m.group(2) == "s" else 1000)
+
+
+class Server:
+    """dvsim's HTTP(S) server. One listening socket on the shared host (the
+    token endpoint, /_admin, and every environment under /<env>) and, with
+    env_hosts, one per environment on its own loopback address, all on the
+    same port; one accept loop (a selector) over all of them and a thread per
+    connection, so hundreds of hosts cost no idle threads.
+
+    tls: a directory for the test CA (CertAuthority): every listener serves
+    HTTPS with its own certificate. latency (seconds, or "150ms") is added
+    before every answer but /_admin's, +- a uniform latency_jitter, and once
+    more per round trip of a new connection's set-up (TCP, and TLS). idle_close:
+    a keep-alive connection idle that many seconds is closed (FIN); by default
+    after Handler.timeout (120 s), as always."""
     request_queue_size = 1024
 
+    def __init__(self, sim, host="127.0.0.1", port=0, tls=None, env_hosts=False,
+                 latency=0.0, latency_jitter=0.0, idle_close=None):
+        if env_hosts and ":" in host:
+            raise ValueError("--env-hosts needs the IPv4 loopback (127.0.0.0/8): IPv6 has one "
+                             "loopback address")
+        self.sim = sim
+        self.handler = type("BoundHandler", (Handler,), {"sim": sim})
+        self.latency = parse_latency(latency or 0)
+        self.jitter = parse_latency(latency_jitter or 0)
+        self.idle_close = float(idle_close) if idle_close is not None else None
+        self.env_hosts = env_hosts
+        self.ca = CertAuthority(tls) if tls else None
+        self._rng = random.Random()
+        self._lock = threading.Lock()
+        self._pending = []
+        self._shutdown_request = False
+        self._is_shut_down = threading.Event()
+        self._is_shut_down.set()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self.listeners = []
+        names = list(sim.envs) if env_hosts else []
+        socks = self._bind_all(host, port, [env_address(i) for i in range(len(names))])
+        self.port = socks[0].getsockname()[1]
+        sim.port, sim.server, sim.host, sim.env_hosts = self.port, self, host, env_hosts
+        sim.scheme = "https" if self.ca else "http"
+        sim.ca_file = self.ca.ca_file if self.ca else None
+        try:
+            self.listeners.append(Listener(socks[0], host, None, self._context(
+                host, ["login.dvsim.test", "localhost"])))
+            for name, sock in zip(names, socks[1:]):
+                self.listeners.append(self._env_listener(name, sock))
+        except Exception:
+            for sock in socks:
+                sock.close()
+            raise
+        self.server_address = socks[0].getsockname()
 
-class Server6(Server):
-    address_family = socket.AF_INET6
+    def _listen(self, address, port):
+        sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET,
+                             socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((address, port))
+            sock.listen(self.request_queue_size)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def _bind_all(self, host, port, addresses):
+        """The shared host and every address on one port, free on all of them."""
+        attempts = 1 if port else 50
+        for attempt in range(attempts):
+            socks = []
+            try:
+                socks.append(self._listen(host, port))
+                p = socks[0].getsockname()[1]
+                for a in addresses:
+                    socks.append(self._listen(a, p))
+                return socks
+            except OSError:
+                for sock in socks:
+                    sock.close()
+                if attempt == attempts - 1:
+                    raise
+
+    def _context(self, address, names):
+        return self.ca.server_context(address, names) if self.ca else None
+
+    def _env_listener(self, name, sock):
+        address = sock.getsockname()[0]
+        self.sim.addresses[name] = address
+        return Listener(sock, address, name, self._context(
+            address, ["%s.dvsim.test" % name.lower()]))
+
+    def add_environment(self, name):
+        """An environment loaded while serving gets the next address (env_hosts)."""
+        if not self.env_hosts or name in self.sim.addresses:
+            return
+        listener = self._env_listener(name, self._listen(env_address(len(self.sim.addresses)),
+                                                         self.port))
+        with self._lock:
+            self.listeners.append(listener)
+            self._pending.append(listener)
+        self._wake()
+
+    def _wake(self):
+        try:
+            os.write(self._wake_w, b"x")
+        except (BlockingIOError, OSError):
+            pass
+
+    # ---- the accept loop -------------------------------------------------
+    def serve_forever(self, poll_interval=0.5):
+        self._is_shut_down.clear()
+        try:
+            with selectors.DefaultSelector() as sel:
+                sel.register(self._wake_r, selectors.EVENT_READ, None)
+                with self._lock:
+                    for listener in self.listeners:
+                        sel.register(listener.sock, selectors.EVENT_READ, listener)
+                    self._pending = []
+                while not self._shutdown_request:
+                    for key, _events in sel.select(poll_interval):
+                        if key.data is not None:
+                            self._accept(key.data)
+                            continue
+                        try:
+                            while os.read(self._wake_r, 512):
+                                pass
+                        except BlockingIOError:
+                            pass
+                        with self._lock:
+                            pending, self._pending = self._pending, []
+                        for listener in pending:
+                            sel.register(listener.sock, selectors.EVENT_READ, listener)
+        finally:
+            self._shutdown_request = False
+            self._is_shut_down.set()
+
+    def _accept(self, listener):
+        sim = self.sim
+        while True:
+            try:
+                sock, addr = listener.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:    # out of file descriptors: say so, keep serving
+                print("dvsim: accept on %s: %s" % (listener.address, e), file=sys.stderr)
+                return
+            sock.setblocking(True)
+            with sim.lock:
+                conn = Connection(listener, sim.stats.epoch)
+                sim.stats.accepted(conn)
+            threading.Thread(target=self._serve_connection, args=(sock, addr, conn),
+                             daemon=True).start()
+
+    def _serve_connection(self, sock, addr, conn):
+        sim = self.sim
+        try:
+            if conn.listener.ssl_ctx is not None:
+                sock.settimeout(Handler.timeout)
+                try:
+                    sock = conn.listener.ssl_ctx.wrap_socket(sock, server_side=True)
+                except (OSError, ValueError):
+                    with sim.lock:
+                        sim.stats.handshake(conn, False)
+                    return
+                with sim.lock:
+                    sim.stats.handshake(conn, True, sock.session_reused)
+            self.handler(sock, addr, self, conn)
+        except OSError:
+            pass                    # the client went away
+        except Exception:           # a dvsim bug: say so loudly, keep serving
+            import traceback
+            traceback.print_exc()
+        finally:
+            self._close(sock)
+
+    @staticmethod
+    def _close(sock):
+        """Close cleanly: TLS close_notify (not waiting for the peer's), then FIN."""
+        if isinstance(sock, ssl.SSLSocket):
+            try:
+                sock.setblocking(False)
+                sock.unwrap()
+            except (OSError, ValueError):
+                pass
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        sock.close()
+
+    def delay(self, conn):
+        """Sleep one round trip before an answer; a new connection's first
+        answer also pays for its set-up (TCP, and TLS: one round trip each)."""
+        if not self.latency and not self.jitter:
+            return
+        trips = 1
+        if conn is not None and conn.setup_pending:
+            conn.setup_pending = False
+            trips += 1 + conn.tls
+        time.sleep(sum(max(0.0, self.latency + self._rng.uniform(-self.jitter, self.jitter))
+                       for _ in range(trips)))
+
+    def shutdown(self):
+        """Stop serve_forever (from another thread) and wait until it has."""
+        self._shutdown_request = True
+        self._wake()
+        self._is_shut_down.wait()
+
+    def server_close(self):
+        with self._lock:
+            for listener in self.listeners:
+                listener.sock.close()
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._wake_r = self._wake_w = -1
 
 
-def make_server(sim, host="127.0.0.1", port=0):
-    handler = type("BoundHandler", (Handler,), {"sim": sim})
-    server = (Server6 if ":" in host else Server)((host, port), handler)
-    sim.server = server
-    sim.port = server.server_address[1]
-    return server
+def make_server(sim, host="127.0.0.1", port=0, tls=None, env_hosts=False, latency=0.0,
+                latency_jitter=0.0, idle_close=None):
+    return Server(sim, host, port, tls=tls, env_hosts=env_hosts, latency=latency,
+                  latency_jitter=latency_jitter, idle_close=idle_close)
 
 
-def start_in_thread(sim, host="127.0.0.1", port=0):
-    """For tests: serve in a daemon thread; returns the server (call .shutdown())."""
-    server = make_server(sim, host, port)
+def start_in_thread(sim, host="127.0.0.1", port=0, tls=None, env_hosts=False, latency=0.0,
+                    latency_jitter=0.0, idle_close=None):
+    """For tests: serve in a daemon thread; returns the server (call .shutdown(),
+    then .server_close()). The keyword arguments are Server's; sim.info(),
+    sim.env_url(name), sim.authority and sim.ca_file say how to reach it."""
+    server = make_server(sim, host, port, tls=tls, env_hosts=env_hosts, latency=latency,
+                         latency_jitter=latency_jitter, idle_close=idle_close)
     t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
                          daemon=True)
     t.start()
@@ -2696,7 +3342,28 @@ def main(argv=None):
     ap.add_argument("--log", metavar="FILE", help="append the request log to FILE")
     ap.add_argument("--check", action="store_true",
                     help="load and validate the scenarios, then exit")
+    ap.add_argument("--tls", metavar="DIR",
+                    help="serve HTTPS (TLS 1.2+, ALPN http/1.1): DIR/ca.pem is the test CA "
+                         "to trust (s3mond ca_file), made with its key on first use; each "
+                         "listening host gets its own certificate (IP and DNS names)")
+    ap.add_argument("--env-hosts", action="store_true",
+                    help="each environment on its own loopback address, in load order "
+                         "127.0.0.2, 127.0.0.3, ... (then 127.0.1.1, ...), same port, its Web "
+                         "API at the root; the token endpoint and /_admin stay on --host")
+    ap.add_argument("--info-file", metavar="F",
+                    help="write {port, authority, ca_file, admin, environments: {NAME: {url, "
+                         "tenant, client_id, address}}} to F (atomically) once listening")
+    ap.add_argument("--latency", default="0", metavar="T", type=parse_latency,
+                    help="added before every answer but /_admin's, and once per round trip "
+                         "of a new connection's set-up (TCP, TLS): 150ms, 0.15s (0)")
+    ap.add_argument("--latency-jitter", default="0", metavar="T", type=parse_latency,
+                    help="each round trip is --latency +- a uniform T (0)")
+    ap.add_argument("--idle-close", type=float, metavar="SECS",
+                    help="close a keep-alive connection idle SECS (FIN), like Azure's front "
+                         "ends after about 240 s (default: after 120 s, as always)")
     args = ap.parse_args(argv)
+    if args.env_hosts and ":" in args.host:
+        ap.error("--env-hosts needs an IPv4 loopback --host (IPv6 has one loopback address)")
 
     log = None
     if args.log:
@@ -2719,20 +3386,22 @@ def main(argv=None):
                                                   for s, t in env.tables.items())))
         return 0
     try:
-        server = make_server(sim, args.host, args.port)
+        server = make_server(sim, args.host, args.port, tls=args.tls, env_hosts=args.env_hosts,
+                             latency=args.latency, latency_jitter=args.latency_jitter,
+                             idle_close=args.idle_close)
     except OSError as e:
         print("dvsim: cannot listen on %s:%d: %s" % (args.host, args.port, e), file=sys.stderr)
         return 1
     if args.port_file:
-        tmp = args.port_file + ".tmp"
-        with open(tmp, "w") as f:
-            f.write("%d\n" % sim.port)
-        os.replace(tmp, args.port_file)
+        _write_atomic(args.port_file, "%d\n" % sim.port)
+    if args.info_file:
+        _write_atomic(args.info_file, json.dumps(sim.info(), indent=1) + "\n")
     if not args.quiet:
-        print("dvsim: listening on http://%s:%d" % (args.host, sim.port), file=sys.stderr)
+        print("dvsim: listening on %s%s" % (sim.authority, "  (CA %s)" % sim.ca_file
+                                             if sim.ca_file else ""), file=sys.stderr)
         for env in sim.envs.values():
-            print("dvsim:   %-12s url http://%s:%d/%s  tenant %s  client_id %s"
-                  % (env.name, args.host, sim.port, env.name, env.tenant, env.client_id),
+            print("dvsim:   %-12s url %s  tenant %s  client_id %s"
+                  % (env.name, sim.env_url(env.name), env.tenant, env.client_id),
                   file=sys.stderr)
     def on_term(_sig, _frame):
         threading.Thread(target=server.shutdown, daemon=True).start()

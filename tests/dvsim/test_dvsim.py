@@ -5,12 +5,17 @@ import http.client
 import json
 import os
 import re
+import select
+import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
+import warnings
 from urllib.parse import quote, urlsplit
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -1220,8 +1225,45 @@ class TestCli(unittest.TestCase):
         p = self.run_cli("--help")
         self.assertEqual(p.returncode, 0)
         for word in ("--scenario", "--port-file", "--token-lifetime", "Faults",
-                     "/_admin/stats", "now-5m", "retry_after", "truncated", "Examples"):
+                     "/_admin/stats", "now-5m", "retry_after", "truncated", "Examples",
+                     "--tls", "--env-hosts", "--info-file", "--latency", "--latency-jitter",
+                     "--idle-close", "tls_handshakes", "$top is ignored"):
             self.assertIn(word, p.stdout)
+
+    def test_info_file_over_https_with_env_hosts(self):
+        with tempfile.TemporaryDirectory() as d:
+            info_path = os.path.join(d, "info.json")
+            p = subprocess.Popen([sys.executable, os.path.join(HERE, "dvsim.py"), "--tls",
+                                  os.path.join(d, "tls"), "--env-hosts", "--info-file",
+                                  info_path, "--latency", "10ms", "--idle-close", "240",
+                                  "--quiet", "--scenario", os.path.join(FIXTURES, "multi.json")])
+            try:
+                deadline = time.monotonic() + 20
+                while not os.path.exists(info_path) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                with open(info_path) as f:
+                    info = json.load(f)
+                self.assertEqual(info["ca_file"], os.path.join(d, "tls", "ca.pem"))
+                self.assertEqual([e["address"] for e in info["environments"].values()],
+                                 ["127.0.0.2", "127.0.0.3", "127.0.0.4"])
+                ctx = ssl.create_default_context(cafile=info["ca_file"])
+                conn = http.client.HTTPSConnection("127.0.0.1", info["port"], timeout=10,
+                                                   context=ctx)
+                conn.request("GET", "/_admin/health")
+                self.assertEqual(json.loads(conn.getresponse().read())["info"], info)
+                conn.request("POST", "/_admin/shutdown")
+                conn.getresponse().read()
+                conn.close()
+                self.assertEqual(p.wait(timeout=10), 0)
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+
+    def test_env_hosts_refuses_ipv6(self):
+        p = self.run_cli("--host", "::1", "--env-hosts")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--env-hosts", p.stderr)
 
     def test_bad_scenario_exits_2(self):
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
@@ -1286,6 +1328,421 @@ class TestCli(unittest.TestCase):
                 if p.poll() is None:
                     p.kill()
                     p.wait()
+
+
+# ---- production's shape: HTTPS, a host per environment, latency, idle close ----
+
+def form_token(conn, env, scope_url):
+    form = "grant_type=client_credentials&client_id=%s&client_secret=%s&scope=%s" % (
+        env.client_id, quote(env.client_secret, safe=""), quote(scope_url + "/.default", safe=""))
+    conn.request("POST", "/%s/oauth2/v2.0/token" % env.tenant, form,
+                 {"Content-Type": "application/x-www-form-urlencoded"})
+    r = conn.getresponse()
+    body = json.loads(r.read())
+    if r.status != 200:
+        raise AssertionError(body)
+    return body["access_token"]
+
+
+class Served(unittest.TestCase):
+    """scenario() served with the given start_in_thread() options."""
+    options = {}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="dvsim-test-")
+        cls.sim = dvsim.Simulator()
+        cls.sim.load(scenario(), "test")
+        opts = dict(cls.options)
+        if opts.pop("tls", False):
+            opts["tls"] = os.path.join(cls.tmp, "tls")
+        cls.server = dvsim.start_in_thread(cls.sim, **opts)
+        cls.port = cls.sim.port
+        cls.ctx = (ssl.create_default_context(cafile=cls.sim.ca_file) if cls.sim.ca_file
+                   else None)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.shutdown()
+        cls.server.server_close()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def connect(self, host="127.0.0.1", timeout=20):
+        if self.ctx is None:
+            return http.client.HTTPConnection(host, self.port, timeout=timeout)
+        return http.client.HTTPSConnection(host, self.port, timeout=timeout, context=self.ctx)
+
+    def token(self, name):
+        conn = self.connect()
+        try:
+            return form_token(conn, self.sim.envs[name], self.sim.env_url(name))
+        finally:
+            conn.close()
+
+    def admin(self, method, path, body=None):
+        conn = self.connect()
+        try:
+            conn.request(method, "/_admin" + path, json.dumps(body) if body is not None else None)
+            r = conn.getresponse()
+            data = json.loads(r.read())
+            self.assertLess(r.status, 300, data)
+            return data
+        finally:
+            conn.close()
+
+    def get(self, conn, path, token, prefer=None):
+        h = {"Authorization": "Bearer " + token}
+        if prefer:
+            h["Prefer"] = prefer
+        conn.request("GET", path, headers=h)
+        r = conn.getresponse()
+        return r, r.read()
+
+
+class TestNetwork(Served):
+    options = {"tls": True, "env_hosts": True}
+
+    def test_info_and_distinct_hosts(self):
+        info = self.sim.info()
+        p = self.port
+        self.assertEqual(info["port"], p)
+        self.assertEqual(info["authority"], "https://127.0.0.1:%d" % p)
+        self.assertEqual(info["admin"], "https://127.0.0.1:%d/_admin" % p)
+        self.assertTrue(os.path.isfile(info["ca_file"]))
+        envs = info["environments"]
+        self.assertEqual(list(envs)[:2], ["prod", "test"])
+        self.assertEqual((envs["prod"]["address"], envs["test"]["address"]),
+                         ("127.0.0.2", "127.0.0.3"))
+        self.assertEqual(envs["prod"]["url"], "https://127.0.0.2:%d" % p)
+        self.assertEqual((envs["prod"]["tenant"], envs["prod"]["client_id"]), (TENANT, CID))
+        self.assertEqual(self.admin("GET", "/health")["info"], self.sim.info())
+
+    def test_env_addresses_in_load_order(self):
+        got = [dvsim.env_address(i) for i in (0, 1, 252, 253, 254, 506, 507)]
+        self.assertEqual(got, ["127.0.0.2", "127.0.0.3", "127.0.0.254", "127.0.1.1",
+                               "127.0.1.2", "127.0.1.254", "127.0.2.1"])
+
+    def test_certificate_names_are_checked(self):
+        for name, addr in (("prod", "127.0.0.2"), ("test", "127.0.0.3")):
+            for server_name in (addr, "%s.dvsim.test" % name):
+                with socket.create_connection((addr, self.port), timeout=10) as raw:
+                    with self.ctx.wrap_socket(raw, server_hostname=server_name) as tls:
+                        sans = tls.getpeercert()["subjectAltName"]
+                        self.assertIn(("IP Address", addr), sans)
+                        self.assertIn(("DNS", "%s.dvsim.test" % name), sans)
+                        self.assertEqual(tls.selected_alpn_protocol(), None)
+        # another host's name, a name nobody has, a client without the CA
+        for server_name, ctx in (("127.0.0.3", self.ctx), ("nobody.dvsim.test", self.ctx),
+                                 ("127.0.0.2", ssl.create_default_context())):
+            with self.subTest(server_name=server_name):
+                with socket.create_connection(("127.0.0.2", self.port), timeout=10) as raw:
+                    with self.assertRaises(ssl.SSLCertVerificationError):
+                        ctx.wrap_socket(raw, server_hostname=server_name)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as raw:
+            with self.ctx.wrap_socket(raw, server_hostname="login.dvsim.test") as tls:
+                self.assertIn(("IP Address", "127.0.0.1"), tls.getpeercert()["subjectAltName"])
+
+    def test_tls_versions_and_alpn(self):
+        ctx = ssl.create_default_context(cafile=self.sim.ca_file)
+        ctx.set_alpn_protocols(["h2", "http/1.1"])
+        with socket.create_connection(("127.0.0.2", self.port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname="127.0.0.2") as tls:
+                self.assertEqual(tls.selected_alpn_protocol(), "http/1.1")
+                self.assertIn(tls.version(), ("TLSv1.2", "TLSv1.3"))
+        old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        old.load_verify_locations(self.sim.ca_file)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                old.minimum_version = ssl.TLSVersion.TLSv1
+                old.maximum_version = ssl.TLSVersion.TLSv1_1
+        except (ValueError, ssl.SSLError):
+            self.skipTest("this OpenSSL cannot even offer TLS 1.1")
+        with socket.create_connection(("127.0.0.2", self.port), timeout=10) as raw:
+            with self.assertRaises(ssl.SSLError):
+                old.wrap_socket(raw, server_hostname="127.0.0.2")
+
+    def test_curl_verifies_the_certificate(self):
+        curl = shutil.which("curl")
+        if not curl:
+            self.skipTest("no curl")
+        tok = self.token("prod")
+        url = self.sim.env_url("prod") + "/api/data/v9.2/mailboxes?$select=name"
+
+        def run(*args):
+            return subprocess.run([curl, "-sS", "-g", "-o", "-", "-w", "\n%{http_code}",
+                                   "-H", "Authorization: Bearer " + tok] + list(args),
+                                  capture_output=True, text=True, timeout=30)
+        p = run("--cacert", self.sim.ca_file, url)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertTrue(p.stdout.endswith("\n200"), p.stdout)
+        self.assertEqual(len(json.loads(p.stdout.rsplit("\n", 1)[0])["value"]), 2)
+        p = run("--cacert", self.sim.ca_file, "--resolve",
+                "prod.dvsim.test:%d:127.0.0.2" % self.port,
+                "https://prod.dvsim.test:%d/api/data/v9.2/WhoAmI" % self.port)
+        self.assertTrue(p.stdout.endswith("\n200"), (p.stdout, p.stderr))
+        p = run(url)                                     # no CA: refused
+        self.assertEqual(p.returncode, 60, p.stderr)
+        p = run("--cacert", self.sim.ca_file, "--resolve",  # a name not in the certificate
+                "other.dvsim.test:%d:127.0.0.2" % self.port,
+                "https://other.dvsim.test:%d/api/data/v9.2/WhoAmI" % self.port)
+        self.assertEqual(p.returncode, 60, p.stderr)
+
+    def test_env_host_serves_only_its_environment(self):
+        prod, test = self.token("prod"), self.token("test")
+        conn = self.connect("127.0.0.2")
+        try:
+            r, data = self.get(conn, "/api/data/v9.2/mailboxes?$select=name", prod)
+            self.assertEqual(r.status, 200, data)
+            body = json.loads(data)
+            self.assertEqual(len(body["value"]), 2)
+            self.assertTrue(body["@odata.context"].startswith(
+                "https://127.0.0.2:%d/api/data/v9.2/$metadata#mailboxes" % self.port))
+            r, data = self.get(conn, "/api/data/v9.2/mailboxes?$select=name", test)
+            self.assertEqual(r.status, 401)
+            r, data = self.get(conn, "/api/data/v9.2/tracelogs?$select=level", prod,
+                               "odata.maxpagesize=5")
+            link = json.loads(data)["@odata.nextLink"]
+            self.assertTrue(link.startswith("https://127.0.0.2:%d/api/data/v9.2/tracelogs?"
+                                            % self.port), link)
+            for path in ("/prod/api/data/v9.2/mailboxes", "/_admin/health",
+                         "/%s/oauth2/v2.0/token" % TENANT):
+                r, data = self.get(conn, path, prod)
+                self.assertEqual(r.status, 404, path)
+        finally:
+            conn.close()
+        conn = self.connect("127.0.0.3")
+        try:
+            r, data = self.get(conn, "/api/data/v9.2/mailboxes?$select=name", test)
+            self.assertEqual([m["name"] for m in json.loads(data)["value"]], ["Test box"])
+        finally:
+            conn.close()
+        conn = self.connect()       # the path-prefixed URLs keep working on the shared host
+        try:
+            r, data = self.get(conn, "/prod/api/data/v9.2/mailboxes?$select=name", prod)
+            self.assertEqual(r.status, 200)
+        finally:
+            conn.close()
+
+    def test_environment_loaded_later_gets_the_next_address(self):
+        res = self.admin("POST", "/scenario", {"environments": [
+            {"name": "late", "tenant": "late.example", "client_id": CID,
+             "client_secret": "late", "tables": {"mailboxes": [{"name": "Late box"}]}}]})
+        self.assertEqual(res["environments"], ["late"])
+        info = self.sim.info()["environments"]["late"]
+        self.assertEqual(info["address"], "127.0.0.%d" % (1 + len(self.sim.envs)))
+        conn = self.connect(info["address"])
+        try:
+            r, data = self.get(conn, "/api/data/v9.2/mailboxes?$select=name", self.token("late"))
+            self.assertEqual(json.loads(data)["value"][0]["name"], "Late box")
+        finally:
+            conn.close()
+
+    def test_connection_and_handshake_counts(self):
+        prod, test = self.token("prod"), self.token("test")
+        self.admin("POST", "/stats/reset")
+        for _ in range(3):
+            conn = self.connect("127.0.0.2")
+            for _ in range(4):
+                r, data = self.get(conn, "/api/data/v9.2/WhoAmI", prod)
+                self.assertEqual(r.status, 200)
+            conn.close()
+        conn = self.connect()       # the shared host: counted for the first environment
+        for path in ("/test/api/data/v9.2/WhoAmI", "/test/api/data/v9.2/WhoAmI"):
+            self.get(conn, path, test)
+        conn.close()
+        stats = self.admin("GET", "/stats")
+        e = stats["environments"]
+        self.assertEqual((e["prod"]["connections"], e["prod"]["tls_handshakes"],
+                          e["prod"]["requests"], e["prod"]["requests_per_connection"]),
+                         (3, 3, 12, 4.0))
+        self.assertEqual((e["test"]["connections"], e["test"]["requests"]), (1, 2))
+        # the stats request's own connection is in the total, no environment's
+        self.assertGreaterEqual(stats["connections"], 5)
+        self.assertGreaterEqual(stats["tls_handshakes"], 4)
+        self.assertEqual(stats["tls_failures"], 0)
+        self.assertEqual(stats["requests"], 14)
+
+
+class TestPlainEnvHosts(Served):
+    """--env-hosts without TLS, past 127.0.0.254."""
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="dvsim-test-")
+        cls.sim = dvsim.Simulator()
+        cls.sim.load({"environments": [
+            {"name": "e%03d" % i, "tenant": "t%03d.example" % i, "client_id": CID,
+             "client_secret": "s", "tables": {"mailboxes": [{"name": "box %d" % i}]}}
+            for i in range(256)]}, "many")
+        cls.server = dvsim.start_in_thread(cls.sim, env_hosts=True)
+        cls.port = cls.sim.port
+        cls.ctx = None
+
+    def test_many_hosts_one_port(self):
+        info = self.sim.info()
+        self.assertEqual(info["ca_file"], None)
+        self.assertEqual(len({e["address"] for e in info["environments"].values()}), 256)
+        for name in ("e000", "e252", "e253", "e255"):
+            address = info["environments"][name]["address"]
+            self.assertEqual(info["environments"][name]["url"],
+                             "http://%s:%d" % (address, self.port))
+            conn = self.connect(address)
+            r, data = self.get(conn, "/api/data/v9.2/mailboxes?$select=name", self.token(name))
+            conn.close()
+            self.assertEqual(json.loads(data)["value"][0]["name"], "box %d" % int(name[1:]))
+        self.assertEqual(info["environments"]["e253"]["address"], "127.0.1.1")
+
+
+class TestLatency(Served):
+    LATENCY = 0.25
+    options = {"tls": True, "env_hosts": True, "latency": "250ms"}
+
+    def timed(self, conn, path, token):
+        t = time.monotonic()
+        r, _data = self.get(conn, path, token)
+        self.assertEqual(r.status, 200)
+        return time.monotonic() - t
+
+    def test_new_connection_pays_tcp_and_tls(self):
+        tok = self.token("prod")
+        conn = self.connect("127.0.0.2")
+        try:
+            t = time.monotonic()
+            conn.connect()
+            handshake = time.monotonic() - t
+            first = handshake + self.timed(conn, "/api/data/v9.2/WhoAmI", tok)
+            second = self.timed(conn, "/api/data/v9.2/WhoAmI", tok)
+        finally:
+            conn.close()
+        # lower bounds only: request + TCP + TLS round trips, then one per request
+        self.assertGreaterEqual(first, 3 * self.LATENCY)
+        self.assertGreaterEqual(second, self.LATENCY)
+        self.assertGreater(first, second)
+
+    def test_admin_is_not_delayed(self):
+        tok = self.token("prod")
+        done = []
+
+        def slow():
+            conn = self.connect("127.0.0.2")
+            self.get(conn, "/api/data/v9.2/WhoAmI", tok)
+            conn.close()
+            done.append("api")
+        th = threading.Thread(target=slow)
+        th.start()
+        self.admin("GET", "/health")
+        done.append("admin")
+        th.join(30)
+        self.assertEqual(done, ["admin", "api"])
+
+
+class TestJitter(Served):
+    options = {"latency": 0.2, "latency_jitter": "100ms"}
+
+    def test_jitter_keeps_a_floor(self):
+        tok = self.token("prod")
+        conn = self.connect()
+        try:
+            self.get(conn, "/prod/api/data/v9.2/WhoAmI", tok)
+            for _ in range(4):
+                t = time.monotonic()
+                self.get(conn, "/prod/api/data/v9.2/WhoAmI", tok)
+                self.assertGreaterEqual(time.monotonic() - t, 0.1)
+        finally:
+            conn.close()
+
+
+class TestIdleClose(Served):
+    options = {"tls": True, "env_hosts": True, "idle_close": 0.3}
+
+    def test_idle_connection_closed_and_seen_by_client(self):
+        tok = self.token("prod")
+        self.admin("POST", "/stats/reset")
+        conn = self.connect("127.0.0.2")
+        r, _data = self.get(conn, "/api/data/v9.2/WhoAmI", tok)
+        self.assertEqual(r.status, 200)
+        sock = conn.sock
+        # the server ends it (close_notify, FIN): the client reads end of stream
+        readable, _w, _x = select.select([sock], [], [], 10)
+        self.assertEqual(readable, [sock])
+        self.assertEqual(sock.recv(100), b"")
+        with self.assertRaises((http.client.RemoteDisconnected, ConnectionError, ssl.SSLError)):
+            self.get(conn, "/api/data/v9.2/WhoAmI", tok)
+        conn.close()
+        conn = self.connect("127.0.0.2")        # a client reconnects
+        r, _data = self.get(conn, "/api/data/v9.2/WhoAmI", tok)
+        self.assertEqual(r.status, 200)
+        conn.close()
+        self.assertEqual(self.admin("GET", "/stats")["environments"]["prod"]["connections"], 2)
+
+    def test_busy_connection_stays(self):
+        tok = self.token("prod")
+        conn = self.connect("127.0.0.2")
+        try:
+            sock = None
+            for _ in range(5):
+                r, _data = self.get(conn, "/api/data/v9.2/WhoAmI", tok)
+                self.assertEqual(r.status, 200)
+                sock = sock or conn.sock
+                self.assertIs(conn.sock, sock)
+                time.sleep(0.05)
+        finally:
+            conn.close()
+
+
+class TestDefaultKeepsIdleConnections(Served):
+    def test_idle_half_second_is_fine(self):
+        tok = self.token("prod")
+        conn = self.connect()
+        try:
+            self.get(conn, "/prod/api/data/v9.2/WhoAmI", tok)
+            sock = conn.sock
+            readable, _w, _x = select.select([sock], [], [], 0.5)
+            self.assertEqual(readable, [])
+            r, _data = self.get(conn, "/prod/api/data/v9.2/WhoAmI", tok)
+            self.assertEqual(r.status, 200)
+            self.assertIs(conn.sock, sock)
+        finally:
+            conn.close()
+
+
+class TestTopAndPageSize(Base):
+    def pages(self, first, prefer):
+        rows, url, n = [], first, 0
+        while url:
+            u = urlsplit(url)
+            r, data = self.get(u.path + "?" + u.query, prefer)
+            self.assertEqual(r.status, 200, data)
+            body = json.loads(data)
+            rows += body["value"]
+            url = body.get("@odata.nextLink")
+            n += 1
+            self.assertLess(n, 50)
+        return rows, n, r
+
+    def test_top_is_ignored_with_maxpagesize(self):
+        first = "/prod/api/data/v9.2/tracelogs?" + self.q(select="tracelogid", top="3")
+        r, data = self.get(first, "odata.maxpagesize=5")
+        body = json.loads(data)
+        self.assertEqual(len(body["value"]), 5)
+        self.assertIn("@odata.nextLink", body)
+        self.assertEqual(r.getheader("Preference-Applied"), "odata.maxpagesize=5")
+        rows, n, _r = self.pages(first, "odata.maxpagesize=5")
+        self.assertEqual((len(rows), n), (24, 5))
+        self.assertEqual(len({x["tracelogid"] for x in rows}), 24)
+        rows, n, _r = self.pages(first.replace("top=3", "top=50"), "odata.maxpagesize=10")
+        self.assertEqual((len(rows), n), (24, 3))
+
+    def test_top_alone_limits_without_nextlink(self):
+        rows, n, r = self.pages("/prod/api/data/v9.2/tracelogs?$select=level&$top=3", None)
+        self.assertEqual((len(rows), n), (3, 1))
+        self.assertIsNone(r.getheader("Preference-Applied"))
+        # a preference the service ignores (over 5000) leaves $top in force
+        rows, n, r = self.pages("/prod/api/data/v9.2/tracelogs?$select=level&$top=3",
+                                "odata.maxpagesize=6000")
+        self.assertEqual((len(rows), n), (3, 1))
+        self.assertIsNone(r.getheader("Preference-Applied"))
+
 
 
 if __name__ == "__main__":
