@@ -42,14 +42,21 @@ Production's shape (all off by default):
 
 Entity sets: mailboxes tracelogs workflows processsessions
 sdkmessageprocessingsteps sdkmessages sdkmessagefilters plugintypes plugintracelogs
-(and WhoAmI). Query options: $select $filter $orderby $top $expand $count, paging
-with "Prefer: odata.maxpagesize=N" and @odata.nextLink; $skip is refused like the
-service. $top alone returns at most that many rows and no nextLink; with the
-maxpagesize preference $top is ignored ("If you include both, $top is ignored":
-learn.microsoft.com/power-apps/developer/data-platform/webapi/query/page-results).
-Anything the service rejects (unknown column, quoted datetime or GUID,
-unknown function, type mismatch, bad navigation path, unescaped quote) answers
-400 {"error":{"code":"0x80060888","message":"..."}}; an unknown entity set 404.
+pluginassemblies (and WhoAmI). Query options: $select $filter $orderby $top
+$expand $count, paging with "Prefer: odata.maxpagesize=N" and @odata.nextLink;
+$skip is refused like the service. $top alone returns at most that many rows and
+no nextLink; with the maxpagesize preference $top is ignored ("If you include
+both, $top is ignored": learn.microsoft.com/power-apps/developer/data-platform/
+webapi/query/page-results). $expand takes single-valued navigation properties
+with $select and a nested $expand, e.g. on sdkmessageprocessingsteps
+  plugintypeid($select=typename;$expand=pluginassemblyid($select=name,version,modifiedon))
+(at most 15 expands: 400 0x8004430D). Anything the service rejects (unknown
+column or navigation property, also inside $expand; quoted datetime or GUID,
+unknown function, type mismatch, bad navigation path, unescaped quote, $filter/
+$orderby/$top in a single-valued $expand) answers 400
+{"error":{"code":"0x80060888","message":"..."}}; an unknown entity set 404; a
+table in deny_read 403 0x80040220, also when reached through $expand or a
+$filter path.
 
 Scenario file (JSON; --scenario, repeatable):
   {"description": "...",
@@ -60,12 +67,18 @@ Scenario file (JSON; --scenario, repeatable):
       "deny_read": ["plugintracelogs"],  (optional; 403 missing privilege)
       "tables": {"mailboxes": [{"mailboxid": "...", "name": "Support", ...}],
                  "tracelogs": [{"level": 2, "modifiedon": "now-5m", ...}], ...}}],
-   "expected": [ ...findings s3mond must report, see README... ]}
+   "expected": [ ...findings s3mond must report, see README... ],
+   "texts": {"trace1": "System.NullReferenceException: ..."}}  (optional)
   Column names are the Web API's (lookups as _x_value). Datetimes are ISO 8601
   ("2026-11-25T09:59:58Z") or relative to load time: "now", "now-5m", "now+1h30m",
   "now-2d". A multi-table lookup's target type is given as
   "_regardingobjectid_value@Microsoft.Dynamics.CRM.lookuplogicalname": "mailbox".
   Unknown columns, wrong types and dangling lookups are errors at load.
+  A column's value {"$text": "trace1"} is the scenario's texts["trace1"], one
+  long string shared by many rows. An environment's "plugin_trace_log":
+  {"setting": "All", "runs_per_step": 3, "within": "2h", "exceptiondetails": ""}
+  adds the rows of runs that did not fail (exceptiondetails "" or null) for
+  every enabled step, as the organization's trace setting "All" records them.
 
 Admin API (JSON in and out):
   POST   /_admin/<env>/<set>          insert or upsert a row or an array of rows
@@ -86,6 +99,26 @@ Admin API (JSON in and out):
   GET    /_admin/expected             the "expected" keys of the loaded scenarios
   POST   /_admin/scenario             load another scenario (a JSON body) into the server
   POST   /_admin/shutdown             stop the server (so does SIGTERM; exit status 0)
+
+Changes an administrator makes, as the service records them (body optional:
+{"at": "now-7m"} dates the change, default now; modifiedon of every changed row
+moves to it). Each answers {"row": the row after (null if deleted), "changed":
+[{"set", "id", "op": "inserted" | "updated" | "deleted"}]}:
+  POST /_admin/<env>/workflows/<id>/deactivate   statecode 0, statuscode 1; its
+         activation rows (type 2) are deleted (unless an incomplete session
+         still runs on one), activeworkflowid cleared
+  POST /_admin/<env>/workflows/<id>/activate     statecode 1, statuscode 2; a new
+         activation row (createdon = the change), activeworkflowid points at it
+  POST /_admin/<env>/workflows/<id>/background   mode 0 (realtime: mode 1); an
+         activated workflow is deactivated, edited and activated again
+  POST /_admin/<env>/workflows/<id>/delete       (deactivated first) the definition
+         and its activation rows
+  POST /_admin/<env>/sdkmessageprocessingsteps/<id>/disable   statecode 1, statuscode 2
+         (enable: 0, 1), .../asynchronous: mode 1, stage 40 (synchronous: mode
+         0), .../delete
+  POST /_admin/<env>/pluginassemblies/<id>/upload   a new version ({"version":
+         "1.4.2.0"}, default: the last part + 1): version, major, minor,
+         sourcehash and modifiedon move; the plug-in types and steps do not
 
 Faults: {"target": "<env>/<set>" | "<env>/token" | "<env>" | "token" | "*",
          "kind": KIND, "count": N (default 1) | "duration": SECONDS, "skip": K}
@@ -196,6 +229,10 @@ ENV_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 RESERVED_ENV_NAMES = {"api", "_admin"}
 
 
+ERR_LINKS = "0x8004430D"        # "Number of link entities in query exceeded maximum limit."
+MAX_LINKS = 15                  # $expand options per query, nested ones included
+
+
 class ODataError(Exception):
     """An error the Web API answers with {"error":{"code","message"}}."""
 
@@ -209,6 +246,16 @@ class ODataError(Exception):
 
 def query_error(message):
     return ODataError(400, ERR_QUERY, message)
+
+
+def privilege_error(env, schema):
+    """Reading a table (directly, through $expand or a $filter path) without
+    its read privilege (the environment's deny_read)."""
+    return ODataError(403, ERR_PRIVILEGE,
+                      "Principal user (Id=%s, type=8, roleCount=1, privilegeCount=0, "
+                      "accessMode=4), is missing prvRead%s privilege on entity '%s'. "
+                      "Consider adding the privilege to one of the principal's roles."
+                      % (env.user_id, SCHEMA_NAMES[schema.logical], schema.logical))
 
 
 class ScenarioError(Exception):
@@ -434,6 +481,7 @@ TABLES = [
         customworkflowactivityinfo="str", plugintypeexportkey="str",
         plugintypeidunique="guid",
         pluginassemblyid="lookup:pluginassembly", organizationid="lookup:organization"),
+        navs={"pluginassemblyid": ("_pluginassemblyid_value", "pluginassemblies")},
         defaults={"isworkflowactivity": False, "customizationlevel": 1,
                   "culture": "neutral", "ismanaged": False, "componentstate": 0}),
     Table("plugintracelog", "plugintracelogs", "plugintracelogid", "typename", _spec(
@@ -449,13 +497,30 @@ TABLES = [
         defaults={"issystemcreated": False, "operationtype": 1, "depth": 1},
         labels={"mode": {0: "Synchronous", 1: "Asynchronous"},
                 "operationtype": {0: "Unknown", 1: "Plug-in", 2: "Workflow Activity"}}),
+    # pluginassembly.md: password is not valid for read; iscustomizable and ishidden
+    # are managed-property complex types (left out)
+    Table("pluginassembly", "pluginassemblies", "pluginassemblyid", "name", _spec(
+        _COMMON, _SOLUTION,
+        name="str", version="str", culture="str", publickeytoken="str", description="str",
+        isolationmode="int", sourcetype="int", sourcehash="str", path="str", url="str",
+        username="str", authtype="int", content="str", major="int", minor="int",
+        customizationlevel="int", ispasswordset="bool", pluginassemblyidunique="guid",
+        packageid="lookup:pluginpackage", managedidentityid="lookup:managedidentity",
+        organizationid="lookup:organization"),
+        defaults={"isolationmode": 2, "sourcetype": 0, "culture": "neutral",
+                  "customizationlevel": 1, "ismanaged": False, "componentstate": 0,
+                  "ispasswordset": False},
+        labels={"isolationmode": {1: "None", 2: "Sandbox", 3: "External"},
+                "sourcetype": {0: "Database", 1: "Disk", 2: "Normal", 3: "AzureWebApp",
+                               4: "File Store"}}),
 ]
 TABLES_BY_SET = {t.set_name: t for t in TABLES}
 SCHEMA_NAMES = {"mailbox": "Mailbox", "tracelog": "TraceLog", "workflow": "Workflow",
                 "processsession": "ProcessSession",
                 "sdkmessageprocessingstep": "SdkMessageProcessingStep",
                 "sdkmessage": "SdkMessage", "sdkmessagefilter": "SdkMessageFilter",
-                "plugintype": "PluginType", "plugintracelog": "PluginTraceLog"}
+                "plugintype": "PluginType", "plugintracelog": "PluginTraceLog",
+                "pluginassembly": "PluginAssembly"}
 TABLES_BY_LOGICAL = {t.logical: t for t in TABLES}
 
 # statuscode that goes with a statecode, when a row gives only the latter
@@ -729,6 +794,178 @@ class Env:
         td.rows[row[schema.pk]] = row
         td.changed()
         return row, existing is not None
+
+
+# --------------------------------------------------------------------------
+# What an administrator changes, as the service records it (admin API
+# POST /_admin/<env>/<set>/<id>/<action>). Each moves the changed rows'
+# modifiedon (to "at", default now).
+#
+# Workflows: activating a definition creates an activation row (type 2, a
+# snapshot of the definition, _parentworkflowid_value = it, its own createdon)
+# and points the definition's activeworkflowid at it; deactivating deletes the
+# activation rows unless an incomplete process session (statecode 0) still runs
+# on one, and clears activeworkflowid. An activated workflow cannot be edited:
+# switching it to background (or back) is deactivate, edit, activate.
+# Sources: "Workflows - behind the scene" (inogic.com, 2010), "CRM 2011 workflows
+# being duplicated" (crmfortress.com, 2013), the Microsoft forum thread "Type field
+# on process (workflow) entity" (2014): activations are kept only while incomplete
+# instances use them; workflow.md: activeworkflowid is "the latest activation".
+# Steps: disabling is statecode 1 / statuscode 2; an asynchronous step runs
+# post-operation (stage 40). An assembly upload changes the pluginassembly row
+# (version, major, minor, sourcehash, modifiedon) and neither its types nor steps.
+
+ACTIONS = {
+    "workflows": ("activate", "deactivate", "background", "realtime", "delete"),
+    "sdkmessageprocessingsteps": ("disable", "enable", "asynchronous", "synchronous",
+                                  "delete"),
+    "pluginassemblies": ("upload",),
+}
+_NOT_COPIED = {"@v", "@lk", "workflowid", "createdon", "modifiedon", "versionnumber",
+               "_activeworkflowid_value", "_parentworkflowid_value"}
+
+
+class Change:
+    """One administrator action on one environment; .changed lists the rows."""
+
+    def __init__(self, env, at):
+        self.env, self.at, self.changed = env, round(at, 3), []
+
+    def update(self, set_name, key, cols):
+        td = self.env.tables[set_name]
+        row = td.rows[key]
+        for k, v in cols.items():
+            if v is None:
+                row.pop(k, None)
+                row["@lk"].pop(k, None)
+            else:
+                row[k] = v
+        row["modifiedon"] = self.at
+        row["@v"] = self.env.next_version()
+        if "versionnumber" in td.schema.cols:
+            row["versionnumber"] = row["@v"]
+        td.changed()
+        self.changed.append({"set": set_name, "id": key, "op": "updated"})
+        return row
+
+    def delete(self, set_name, key):
+        td = self.env.tables[set_name]
+        del td.rows[key]
+        td.changed()
+        self.changed.append({"set": set_name, "id": key, "op": "deleted"})
+
+    # ---- workflows -------------------------------------------------------
+    def activate(self, wid):
+        wf = self.env.tables["workflows"].rows[wid]
+        act = {k: v for k, v in wf.items() if k not in _NOT_COPIED}
+        aid = new_guid()
+        act.update(workflowid=aid, type=2, statecode=1, statuscode=2,
+                   _parentworkflowid_value=wid, createdon=self.at, modifiedon=self.at)
+        act["@lk"] = {k: v for k, v in wf["@lk"].items() if k in act}
+        act["@lk"]["_parentworkflowid_value"] = "workflow"
+        act["@v"] = self.env.next_version()
+        if "versionnumber" in act or "versionnumber" in wf:
+            act["versionnumber"] = act["@v"]
+        td = self.env.tables["workflows"]
+        td.rows[aid] = act
+        self.changed.append({"set": "workflows", "id": aid, "op": "inserted"})
+        self.update("workflows", wid, {"statecode": 1, "statuscode": 2})
+        wf["_activeworkflowid_value"] = aid
+        wf["@lk"]["_activeworkflowid_value"] = "workflow"
+        return wf
+
+    def deactivate(self, wid):
+        running = {s.get("_processid_value") for s in
+                   self.env.tables["processsessions"].rows.values() if s.get("statecode") == 0}
+        for aid in [k for k, w in self.env.tables["workflows"].rows.items()
+                    if w.get("type") == 2 and w.get("_parentworkflowid_value") == wid]:
+            if aid not in running:
+                self.delete("workflows", aid)
+        return self.update("workflows", wid, {"statecode": 0, "statuscode": 1,
+                                              "_activeworkflowid_value": None})
+
+    def workflow(self, wid, action):
+        wf = self.env.tables["workflows"].rows[wid]
+        if wf.get("type") != 1:
+            raise ValueError("workflow %s is not a definition (type 1): activations and "
+                             "templates change through their definition" % wid)
+        active = wf.get("statecode") == 1
+        if action == "activate":
+            if active:
+                raise ValueError("workflow %s is already activated" % wid)
+            return self.activate(wid)
+        if action == "deactivate":
+            if not active:
+                raise ValueError("workflow %s is not activated" % wid)
+            return self.deactivate(wid)
+        if action == "delete":
+            if active:
+                self.deactivate(wid)
+            for aid in [k for k, w in self.env.tables["workflows"].rows.items()
+                        if w.get("_parentworkflowid_value") == wid]:
+                self.delete("workflows", aid)
+            self.delete("workflows", wid)
+            return None
+        mode = 0 if action == "background" else 1
+        if wf.get("mode") == mode:
+            raise ValueError("workflow %s already has mode %d" % (wid, mode))
+        if active:
+            self.deactivate(wid)
+        self.update("workflows", wid, {"mode": mode})
+        return self.activate(wid) if active else wf
+
+    # ---- steps and assemblies ---------------------------------------------
+    def step(self, sid, action):
+        step = self.env.tables["sdkmessageprocessingsteps"].rows[sid]
+        if action == "delete":
+            self.delete("sdkmessageprocessingsteps", sid)
+            return None
+        cols = {"disable": {"statecode": 1, "statuscode": 2},
+                "enable": {"statecode": 0, "statuscode": 1},
+                "asynchronous": {"mode": 1, "stage": 40},
+                "synchronous": {"mode": 0}}[action]
+        if all(step.get(k) == v for k, v in cols.items()):
+            raise ValueError("step %s is already %s" % (sid, action.replace("able", "abled")))
+        return self.update("sdkmessageprocessingsteps", sid, cols)
+
+    def upload(self, pid, version=None):
+        asm = self.env.tables["pluginassemblies"].rows[pid]
+        if version is None:
+            parts = [int(x) for x in re.findall(r"\d+", asm.get("version") or "1.0.0.0")][:4]
+            parts += [0] * (4 - len(parts))
+            parts[3] += 1
+            version = ".".join(map(str, parts))
+        if not isinstance(version, str) or not re.match(r"^\d+(\.\d+){1,3}$", version):
+            raise ValueError("version is major.minor[.build[.revision]], got %r" % (version,))
+        major, minor = (int(x) for x in version.split(".")[:2])
+        return self.update("pluginassemblies", pid, {
+            "version": version, "major": major, "minor": minor,
+            "sourcehash": hashlib.sha256(("%s@%s" % (version, self.at)).encode()).hexdigest()})
+
+
+def admin_change(env, set_name, key, action, data, now):
+    """Apply action to env's row; -> (the row afterwards or None, changed rows)."""
+    data = data if isinstance(data, dict) else {}
+    unknown = set(data) - {"at", "version"}
+    if unknown:
+        raise ValueError("unknown field(s) %s (known: at, version)" % sorted(unknown))
+    if action not in ACTIONS.get(set_name, ()):
+        raise ValueError("%s has no action %r (actions: %s)" % (
+            set_name, action, ", ".join(ACTIONS.get(set_name, ())) or "none"))
+    if key not in env.tables[set_name].rows:
+        raise KeyError(key)
+    try:
+        at = parse_time(data.get("at", "now"), now)
+    except ValueError as e:
+        raise ValueError("at: %s" % e)
+    change = Change(env, at)
+    if set_name == "workflows":
+        row = change.workflow(key, action)
+    elif set_name == "sdkmessageprocessingsteps":
+        row = change.step(key, action)
+    else:
+        row = change.upload(key, data.get("version"))
+    return row, change.changed
 
 
 # --------------------------------------------------------------------------
@@ -1053,6 +1290,8 @@ class FilterCompiler:
             last = i == len(path) - 1
             if seg in schema.navs:
                 col, target = schema.navs[seg]
+                if target in self.env.deny_read:
+                    raise privilege_error(self.env, TABLES_BY_SET[target])
                 hops.append((col, TABLES_BY_SET[target]))
                 schema = TABLES_BY_SET[target]
                 if last:
@@ -1432,9 +1671,15 @@ def parse_select(schema, text):
     return cols
 
 
-def parse_expand(schema, text):
+def parse_expand(schema, text, _links=None):
+    """$expand of single-valued navigation properties -> [(nav, target schema,
+    $select columns or None, nested expands)]. Inside the parentheses the
+    service takes $select and a nested $expand (join-tables.md, "Nested expand of
+    single-valued navigation properties"); $filter, $orderby and $top apply to
+    collection-valued ones only. At most 15 expands in all (link entities)."""
     if text is None:
         return []
+    links = _links if _links is not None else [0]
     out = []
     for item in split_top(text):
         item = item.strip()
@@ -1445,22 +1690,34 @@ def parse_expand(schema, text):
         if nav not in schema.navs:
             raise query_error("Could not find a property named '%s' on type '%s'."
                               % (nav, schema.type_name))
+        links[0] += 1
+        if links[0] > MAX_LINKS:
+            raise ODataError(400, ERR_LINKS, "Number of link entities in query exceeded "
+                             "maximum limit.")
         target = TABLES_BY_SET[schema.navs[nav][1]]
-        sel = None
+        sel, sub = None, []
         if inner is not None:
             for opt in split_top(inner, ";"):
                 k, _s, v = opt.strip().partition("=")
                 if k == "$select":
                     sel = parse_select(target, v)
+                elif k == "$expand":
+                    sub = parse_expand(target, v, links)
                 elif k in ("$filter", "$orderby", "$top"):
                     raise query_error("The query option '%s' is not allowed in $expand of "
                                       "the single-valued navigation property '%s'." % (k, nav))
-                elif k == "$expand":
-                    raise ODataError(501, ERR_QUERY, "dvsim does not simulate nested $expand.")
                 else:
                     raise query_error("Syntax error in $expand option '%s'." % opt)
-        out.append((nav, target, sel))
+        out.append((nav, target, sel, sub))
     return out
+
+
+def check_expand_privileges(env, expands):
+    """Every table an $expand reads needs its read privilege, like the table queried."""
+    for _nav, target, _sel, sub in expands:
+        if target.set_name in env.deny_read:
+            raise privilege_error(env, target)
+        check_expand_privileges(env, sub)
 
 
 def parse_orderby(schema, text):
@@ -1866,6 +2123,68 @@ class Fault:
         return d
 
 
+def resolve_texts(row, texts, where):
+    """{"$text": NAME} stands for the scenario's texts[NAME]: one long string
+    (a 4 KB stack trace) shared by many rows, written once in the file and held
+    once in memory."""
+    out = None
+    for k, v in row.items():
+        if isinstance(v, dict) and "$text" in v:
+            if set(v) != {"$text"} or v["$text"] not in texts:
+                raise ScenarioError("%s: %s: {\"$text\": NAME} needs NAME in the scenario's "
+                                    "\"texts\", got %r" % (where, k, v))
+            if out is None:
+                out = dict(row)
+            out[k] = texts[v["$text"]]
+    return row if out is None else out
+
+
+TRACE_SETTINGS = {"off": 0, "exception": 1, "all": 2}
+
+
+def successful_runs(env, spec, now, where):
+    """An environment's "plugin_trace_log": {"setting": "All", "runs_per_step": N,
+    "within": "2h", "exceptiondetails": ""}: with the organization's plug-in trace
+    setting at All, every run writes a row, not only failures; this adds N rows of
+    runs that did not fail per enabled step, evenly over the last "within", with
+    "exceptiondetails" "" (default) or null. Off and Exception add nothing."""
+    if not isinstance(spec, dict) or set(spec) - {"setting", "runs_per_step", "within",
+                                                  "exceptiondetails"}:
+        raise ScenarioError("%s: an object with setting, runs_per_step, within, "
+                            "exceptiondetails" % where)
+    setting = str(spec.get("setting", "Exception")).lower()
+    if setting not in TRACE_SETTINGS:
+        raise ScenarioError("%s: setting is Off, Exception or All" % where)
+    runs = spec.get("runs_per_step", 3)
+    details = spec.get("exceptiondetails", "")
+    if not isinstance(runs, int) or runs < 0 or details not in ("", None):
+        raise ScenarioError("%s: runs_per_step is a count, exceptiondetails \"\" or null"
+                            % where)
+    try:
+        span = now - parse_time("now-" + str(spec.get("within", "2h")), now)
+    except ValueError as e:
+        raise ScenarioError("%s: within: %s" % (where, e))
+    if setting != "all":
+        return
+    t = env.tables
+    for step in list(t["sdkmessageprocessingsteps"].rows.values()):
+        if step.get("statecode") != 0:
+            continue
+        msg = t["sdkmessages"].rows.get(step.get("_sdkmessageid_value")) or {}
+        flt = t["sdkmessagefilters"].rows.get(step.get("_sdkmessagefilterid_value")) or {}
+        ptype = t["plugintypes"].rows.get(step.get("_plugintypeid_value")) or {}
+        for i in range(runs):
+            sid = step["sdkmessageprocessingstepid"]
+            env.upsert("plugintracelogs", {
+                "plugintracelogid": str(uuid.uuid5(uuid.NAMESPACE_OID, "%s/%d" % (sid, i))),
+                "pluginstepid": sid, "messagename": msg.get("name"),
+                "primaryentity": flt.get("primaryobjecttypecode"), "mode": step.get("mode"),
+                "typename": ptype.get("typename"), "exceptiondetails": details,
+                "messageblock": "Run %d of %s completed." % (i + 1, step.get("name") or sid),
+                "performanceexecutionduration": 12 + i % 7,
+                "createdon": fmt_time(now - span * (i + 0.5) / runs)}, now, where, check=False)
+
+
 class Connection:
     """One accepted connection, as the statistics see it: the environment it
     is attributed to (its listener's, or the first environment it asks for on
@@ -2027,25 +2346,28 @@ class Simulator:
         for k in data:
             if k not in ("description", "environments", "expected", "expected_config",
                          "expected_variants", "expected_probe", "assumptions", "notes",
-                         "generator"):
+                         "generator", "texts"):
                 raise ScenarioError("%s: unknown top-level key %r" % (origin, k))
         envs = data.get("environments")
         if not isinstance(envs, list) or not envs:
             raise ScenarioError("%s: \"environments\" must be a non-empty list" % origin)
+        texts = data.get("texts", {})
+        if not isinstance(texts, dict) or not all(isinstance(v, str) for v in texts.values()):
+            raise ScenarioError("%s: \"texts\" must map names to strings" % origin)
         with self.lock:
             for i, e in enumerate(envs):
-                self.load_env(e, now, "%s: environments[%d]" % (origin, i))
+                self.load_env(e, now, "%s: environments[%d]" % (origin, i), texts)
             if "expected" in data:
                 self.expected[origin] = {k: data[k] for k in
                                          ("expected", "expected_config", "expected_variants")
                                          if k in data}
 
-    def load_env(self, e, now, where):
+    def load_env(self, e, now, where, texts=None):
         if not isinstance(e, dict):
             raise ScenarioError("%s: an environment is a JSON object" % where)
         for k in e:
             if k not in ("name", "tenant", "client_id", "client_secret", "token_lifetime",
-                         "deny_read", "tables", "description"):
+                         "deny_read", "tables", "description", "plugin_trace_log"):
                 raise ScenarioError("%s: unknown key %r" % (where, k))
         name = e.get("name")
         if not isinstance(name, str) or not ENV_NAME_RE.match(name) or \
@@ -2081,7 +2403,11 @@ class Simulator:
                 if isinstance(row, dict) and isinstance(row.get(pk), str) and \
                         row[pk].lower() in env.tables[set_name].rows:
                     raise ScenarioError("%s: duplicate %s %s" % (w, pk, row[pk]))
+                if isinstance(row, dict):
+                    row = resolve_texts(row, texts or {}, w)
                 env.upsert(set_name, row, now, w, check=False)
+        if "plugin_trace_log" in e:
+            successful_runs(env, e["plugin_trace_log"], now, where + ": plugin_trace_log")
         for set_name, td in env.tables.items():
             for pk, row in td.rows.items():
                 env.check_lookups(td.schema, row, "%s: tables.%s %s" % (where, set_name, pk))
@@ -2194,18 +2520,23 @@ def project(env, schema, row, select, expands, patterns, with_etag=True):
         out[c] = fmt_time(v) if (col.kind == "dt" and v is not None) else v
     if schema.pk not in out:
         out[schema.pk] = row[schema.pk]
-    for nav, target, sel in expands:
+    for nav, target, sel, sub in expands:
         fk = row.get(schema.navs[nav][0])
         trow = env.tables[target.set_name].rows.get(fk) if fk else None
-        out[nav] = None if trow is None else project(env, target, trow, sel, [], patterns,
+        out[nav] = None if trow is None else project(env, target, trow, sel, sub, patterns,
                                                      with_etag=False)
     return out
 
 
-def context_url(base, schema, select, expands, entity=False):
+def _context_parts(select, expands):
     parts = list(select) if select is not None else []
-    for nav, target, sel in expands:
-        parts.append("%s(%s)" % (nav, ",".join(sel) if sel is not None else ""))
+    for nav, _target, sel, sub in expands:
+        parts.append("%s(%s)" % (nav, ",".join(_context_parts(sel, sub))))
+    return parts
+
+
+def context_url(base, schema, select, expands, entity=False):
+    parts = _context_parts(select, expands)
     url = "%s/api/data/v9.2/$metadata#%s" % (base, schema.set_name)
     if parts:
         url += "(%s)" % ",".join(parts)
@@ -2248,6 +2579,7 @@ def run_collection(sim, env, schema, raw_query, prefs, host, root, path):
     opts, aliases, raw_parts = parse_query_string(raw_query)
     select = parse_select(schema, opts.get("$select"))
     expands = parse_expand(schema, opts.get("$expand"))
+    check_expand_privileges(env, expands)
     orderby = parse_orderby(schema, opts.get("$orderby"))
     top = None
     if "$top" in opts:
@@ -2331,6 +2663,7 @@ def run_single(sim, env, schema, key, raw_query, prefs, host, root):
                               "row." % k)
     select = parse_select(schema, opts.get("$select"))
     expands = parse_expand(schema, opts.get("$expand"))
+    check_expand_privileges(env, expands)
     patterns = None
     headers = []
     if "odata.include-annotations" in prefs:
@@ -2866,11 +3199,7 @@ class Handler(BaseHTTPRequestHandler):
             raise ODataError(404, ERR_SEGMENT, "Resource not found for the segment '%s'."
                              % (set_name if schema is None else rest[-1]))
         if set_name in env.deny_read:
-            raise ODataError(403, ERR_PRIVILEGE,
-                             "Principal user (Id=%s, type=8, roleCount=1, privilegeCount=0, "
-                             "accessMode=4), is missing prvRead%s privilege on entity '%s'. "
-                             "Consider adding the privilege to one of the principal's roles."
-                             % (env.user_id, SCHEMA_NAMES[schema.logical], schema.logical))
+            raise privilege_error(env, schema)
         path = url.path
         if m.group(2) is not None:
             key = m.group(2)
@@ -3003,6 +3332,16 @@ class Handler(BaseHTTPRequestHandler):
                     return Response(200, {"deleted": 1})
                 if method == "GET":
                     return Response(200, project(env, td.schema, row, None, [], None))
+        if len(segs) == 4 and method == "POST":
+            with sim.lock:
+                try:
+                    row, changed = admin_change(env, set_name, segs[2].lower(), segs[3], data,
+                                                now)
+                except KeyError:
+                    return Response(404, {"error": "no %s row %s" % (set_name, segs[2])})
+                return Response(200, {"row": None if row is None else
+                                      project(env, td.schema, row, None, [], None),
+                                      "changed": changed})
         return Response(405, {"error": "method not allowed here"})
 
     def admin_env(self, env, data):

@@ -37,6 +37,7 @@ STEP1 = "dddddddd-0000-0000-0000-000000000001"
 STEP2 = "dddddddd-0000-0000-0000-000000000002"
 WF = "eeeeeeee-0000-0000-0000-000000000001"
 WF_ACT = "eeeeeeee-0000-0000-0000-000000000002"
+ASM = "cccccccc-0000-0000-0003-000000000001"
 
 
 def scenario():
@@ -64,8 +65,12 @@ def scenario():
                   "primaryobjecttypecode": "email"},
                  {"sdkmessagefilterid": F_EMAIL_UPD, "_sdkmessageid_value": MSG_UPDATE,
                   "primaryobjecttypecode": "email"}],
+             "pluginassemblies": [{"pluginassemblyid": ASM, "name": "Contoso.Email",
+                                   "version": "1.4.1.0", "major": 1, "minor": 4,
+                                   "createdon": "now-60d", "modifiedon": "now-30d"}],
              "plugintypes": [{"plugintypeid": PT, "typename": "Contoso.Plugins.EmailCreate",
-                              "name": "Contoso.Plugins.EmailCreate"}],
+                              "name": "Contoso.Plugins.EmailCreate",
+                              "_pluginassemblyid_value": ASM}],
              "sdkmessageprocessingsteps": [
                  {"sdkmessageprocessingstepid": STEP1, "name": "EmailCreate: Create of email",
                   "mode": 0, "stage": 20, "_sdkmessageid_value": MSG_CREATE,
@@ -1227,7 +1232,8 @@ class TestCli(unittest.TestCase):
         for word in ("--scenario", "--port-file", "--token-lifetime", "Faults",
                      "/_admin/stats", "now-5m", "retry_after", "truncated", "Examples",
                      "--tls", "--env-hosts", "--info-file", "--latency", "--latency-jitter",
-                     "--idle-close", "tls_handshakes", "$top is ignored"):
+                     "--idle-close", "tls_handshakes", "pluginassemblies", "$top is ignored",
+                     "/deactivate", "/upload", "plugin_trace_log", "$text"):
             self.assertIn(word, p.stdout)
 
     def test_info_file_over_https_with_env_hosts(self):
@@ -1706,6 +1712,81 @@ class TestDefaultKeepsIdleConnections(Served):
             conn.close()
 
 
+# ---- plug-in assemblies, nested $expand, what changed ---------------------------
+
+STEPS_EXPAND = ("plugintypeid($select=typename;$expand=pluginassemblyid($select=name,version,"
+                "modifiedon))")
+
+
+class TestAssemblies(Base):
+    def test_nested_expand_as_the_service_takes_it(self):
+        body = self.ok("sdkmessageprocessingsteps?" + self.q(
+            select="name,modifiedon", expand=STEPS_EXPAND, filter="mode eq 0"))
+        row = body["value"][0]
+        asm = row["plugintypeid"]["pluginassemblyid"]
+        self.assertEqual((asm["name"], asm["version"], asm["pluginassemblyid"]),
+                         ("Contoso.Email", "1.4.1.0", ASM))
+        self.assertRegex(asm["modifiedon"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+        self.assertNotIn("@odata.etag", asm)
+        self.assertTrue(body["@odata.context"].endswith(
+            "#sdkmessageprocessingsteps(name,modifiedon,plugintypeid(typename,pluginassemblyid("
+            "name,version,modifiedon)))"), body["@odata.context"])
+        row = self.ok("sdkmessageprocessingsteps(%s)?" % STEP1 + self.q(
+            select="name", expand=STEPS_EXPAND))
+        self.assertEqual(row["plugintypeid"]["pluginassemblyid"]["version"], "1.4.1.0")
+        body = self.ok("plugintypes?" + self.q(select="typename,_pluginassemblyid_value",
+                                               expand="pluginassemblyid($select=name)"))
+        self.assertEqual(body["value"][0]["_pluginassemblyid_value"], ASM)
+        body = self.ok("pluginassemblies?" + self.q(
+            select="name,version,isolationmode,sourcetype,culture,modifiedon,createdon"))
+        self.assertEqual(body["value"][0]["isolationmode"], 2)
+
+    def test_strict_about_what_it_refuses(self):
+        for expand, contains in (
+                ("plugintypeid($expand=pluginassembly)",
+                 "property named 'pluginassembly' on type 'Microsoft.Dynamics.CRM.plugintype'"),
+                ("plugintypeid($expand=pluginassemblyid($select=nosuch))",
+                 "property named 'nosuch' on type 'Microsoft.Dynamics.CRM.pluginassembly'"),
+                ("plugintypeid($expand=pluginassemblyid($select=password))", "password"),
+                ("plugintypeid($expand=pluginassemblyid($top=1))", "$top"),
+                ("plugintypeid($expand=pluginassemblyid($filter=name eq 'x'))", "$filter"),
+                ("plugintypeid($select=typename,$expand=pluginassemblyid)", None),
+                ("plugintypeid($expand=pluginassemblyid($expand=nosuch))",
+                 "property named 'nosuch' on type 'Microsoft.Dynamics.CRM.pluginassembly'")):
+            with self.subTest(expand=expand):
+                self.bad("sdkmessageprocessingsteps?" + self.q(select="name", expand=expand),
+                         contains=contains)
+        deep = "parentworkflowid"
+        for _ in range(14):
+            deep = "parentworkflowid($expand=%s)" % deep
+        self.ok("workflows?" + self.q(select="name", expand=deep))          # 15 expands
+        self.bad("workflows?" + self.q(select="name", expand="parentworkflowid($expand=%s)"
+                                       % deep), code="0x8004430D",
+                 contains="Number of link entities in query exceeded maximum limit.")
+
+    def test_read_privilege_of_expanded_tables(self):
+        self.admin("PATCH", "/_admin/prod", {"deny_read": ["pluginassemblies"]})
+        try:
+            body = self.bad("sdkmessageprocessingsteps?" + self.q(
+                select="name", expand=STEPS_EXPAND), status=403, code="0x80040220")
+            self.assertIn("prvReadPluginAssembly", body["error"]["message"])
+            self.bad("pluginassemblies?$select=name", status=403, code="0x80040220")
+            self.bad("plugintypes?" + self.q(select="name",
+                                             filter="pluginassemblyid/name eq 'x'"),
+                     status=403, code="0x80040220")
+            self.ok("sdkmessageprocessingsteps?" + self.q(
+                select="name", expand="plugintypeid($select=typename)"))
+        finally:
+            self.admin("PATCH", "/_admin/prod", {"deny_read": []})
+
+    def test_dangling_assembly_is_a_load_error(self):
+        sim = dvsim.Simulator()
+        with self.assertRaisesRegex(dvsim.ScenarioError, "_pluginassemblyid_value"):
+            sim.load({"environments": [{"name": "e", "tenant": "t", "client_id": CID,
+                                        "client_secret": "s", "tables": {"plugintypes": [
+                                            {"typename": "x", "_pluginassemblyid_value": ASM}]}}]})
+
+
 class TestTopAndPageSize(Base):
     def pages(self, first, prefer):
         rows, url, n = [], first, 0
@@ -1743,6 +1824,170 @@ class TestTopAndPageSize(Base):
         self.assertEqual((len(rows), n), (3, 1))
         self.assertIsNone(r.getheader("Preference-Applied"))
 
+
+class TestAdminChanges(Base):
+    def wf(self, key):
+        return self.admin("GET", "/_admin/prod/workflows/%s" % key)
+
+    def change(self, path, body=None, status=200):
+        r, data = self.request("POST", "/_admin/prod/" + path, body)
+        self.assertEqual(r.status, status, data)
+        return json.loads(data)
+
+    def activations(self, wid):
+        return [w for w in self.admin("GET", "/_admin/prod/workflows")["value"]
+                if w.get("_parentworkflowid_value") == wid and w["type"] == 2]
+
+    def test_workflow_lifecycle(self):
+        t0 = time.time()
+        res = self.change("workflows/%s/deactivate" % WF, {"at": "now-7m"})
+        self.assertIn({"set": "workflows", "id": WF_ACT, "op": "deleted"}, res["changed"])
+        self.assertIn({"set": "workflows", "id": WF, "op": "updated"}, res["changed"])
+        wf = res["row"]
+        self.assertEqual((wf["statecode"], wf["statuscode"]), (0, 1))
+        self.assertIsNone(wf["_activeworkflowid_value"])
+        self.assertAlmostEqual(dvsim.parse_iso(wf["modifiedon"]), t0 - 420, delta=3)
+        self.assertEqual(self.activations(WF), [])
+        self.change("workflows/%s/deactivate" % WF, status=400)
+        # the Web API sees it (modifiedon delta)
+        body = self.ok("workflows?" + self.q(select="name,statecode", filter="modifiedon gt %s"
+                                             % dvsim.fmt_time(t0 - 600)))
+        self.assertIn(WF, [w["workflowid"] for w in body["value"]])
+
+        res = self.change("workflows/%s/activate" % WF)
+        acts = self.activations(WF)
+        self.assertEqual(len(acts), 1)
+        act = acts[0]
+        self.assertEqual(res["row"]["_activeworkflowid_value"], act["workflowid"])
+        self.assertEqual((act["statecode"], act["mode"], act["primaryentity"], act["name"]),
+                         (1, 1, "email", "Set email category"))
+        self.assertEqual(act["createdon"], act["modifiedon"])
+        self.assertGreaterEqual(dvsim.parse_iso(act["createdon"]), int(t0))
+
+        res = self.change("workflows/%s/background" % WF)
+        self.assertEqual((res["row"]["mode"], res["row"]["statecode"]), (0, 1))
+        acts2 = self.activations(WF)
+        self.assertEqual(len(acts2), 1)
+        self.assertNotEqual(acts2[0]["workflowid"], act["workflowid"])
+        self.assertEqual(acts2[0]["mode"], 0)
+        self.change("workflows/%s/background" % WF, status=400)
+        self.change("workflows/%s/realtime" % WF)
+
+        # an incomplete session keeps its activation row
+        running = self.activations(WF)[0]["workflowid"]
+        self.admin("POST", "/_admin/prod/processsessions",
+                   {"_processid_value": running, "statecode": 0, "statuscode": 2})
+        self.change("workflows/%s/deactivate" % WF)
+        self.assertEqual([a["workflowid"] for a in self.activations(WF)], [running])
+
+        res = self.change("workflows/%s/delete" % WF)
+        self.assertIsNone(res["row"])
+        r, _data = self.request("GET", "/_admin/prod/workflows/%s" % WF)
+        self.assertEqual(r.status, 404)
+        self.assertEqual(self.activations(WF), [])
+
+    def test_steps(self):
+        before = self.admin("GET", "/_admin/prod/sdkmessageprocessingsteps/%s" % STEP1)
+        res = self.change("sdkmessageprocessingsteps/%s/asynchronous" % STEP1)
+        self.assertEqual((res["row"]["mode"], res["row"]["stage"]), (1, 40))
+        self.assertGreater(res["row"]["versionnumber"], before["versionnumber"])
+        self.change("sdkmessageprocessingsteps/%s/asynchronous" % STEP1, status=400)
+        self.change("sdkmessageprocessingsteps/%s/synchronous" % STEP1)
+        res = self.change("sdkmessageprocessingsteps/%s/disable" % STEP1, {"at": "now-1m"})
+        self.assertEqual((res["row"]["statecode"], res["row"]["statuscode"]), (1, 2))
+        self.assertAlmostEqual(dvsim.parse_iso(res["row"]["modifiedon"]), time.time() - 60,
+                               delta=3)
+        self.change("sdkmessageprocessingsteps/%s/enable" % STEP1)
+        self.change("sdkmessageprocessingsteps/%s/delete" % STEP2)
+        r, _data = self.request("GET", "/_admin/prod/sdkmessageprocessingsteps/%s" % STEP2)
+        self.assertEqual(r.status, 404)
+
+    def test_assembly_upload_leaves_the_step(self):
+        step = self.admin("GET", "/_admin/prod/sdkmessageprocessingsteps/%s" % STEP1)
+        t0 = time.time()
+        res = self.change("pluginassemblies/%s/upload" % ASM)
+        self.assertEqual(res["row"]["version"], "1.4.1.1")
+        self.assertGreaterEqual(dvsim.parse_iso(res["row"]["modifiedon"]), int(t0))
+        res = self.change("pluginassemblies/%s/upload" % ASM, {"version": "2.0.0.0",
+                                                               "at": "now-7m"})
+        self.assertEqual((res["row"]["version"], res["row"]["major"], res["row"]["minor"]),
+                         ("2.0.0.0", 2, 0))
+        self.assertEqual(res["changed"], [{"set": "pluginassemblies", "id": ASM,
+                                           "op": "updated"}])
+        self.assertEqual(self.admin("GET", "/_admin/prod/sdkmessageprocessingsteps/%s" % STEP1),
+                         step)
+        body = self.ok("sdkmessageprocessingsteps(%s)?" % STEP1 + self.q(
+            select="modifiedon", expand=STEPS_EXPAND))
+        asm = body["plugintypeid"]["pluginassemblyid"]
+        self.assertEqual(asm["version"], "2.0.0.0")
+        self.assertAlmostEqual(dvsim.parse_iso(asm["modifiedon"]), t0 - 420, delta=3)
+        self.change("pluginassemblies/%s/upload" % ASM, {"version": "two"}, status=400)
+
+    def test_refusals(self):
+        self.change("workflows/%s/frobnicate" % WF, status=400)
+        self.change("mailboxes/%s/disable" % MB1, status=400)
+        self.change("workflows/%s/activate" % WF.replace("1", "9"), status=404)
+        self.change("workflows/%s/deactivate" % WF_ACT, status=400)     # an activation row
+        self.change("sdkmessageprocessingsteps/%s/disable" % STEP1, {"when": "now"},
+                    status=400)
+        self.change("sdkmessageprocessingsteps/%s/disable" % STEP1, {"at": "yesterday"},
+                    status=400)
+
+
+# ---- scenario additions: shared texts, trace logging "All" ---------------------
+
+class TestScenarioExtras(unittest.TestCase):
+    def test_shared_texts(self):
+        data = scenario()
+        trace = "System.NullReferenceException: x\r\n   at A.B()" * 100
+        data["texts"] = {"t1": trace}
+        data["environments"][0]["tables"]["plugintracelogs"] = [
+            {"pluginstepid": STEP1, "messagename": "Create", "primaryentity": "email",
+             "mode": 0, "exceptiondetails": {"$text": "t1"}, "createdon": "now-%dm" % i}
+            for i in range(3)]
+        sim = dvsim.Simulator()
+        sim.load(data, "texts")
+        rows = list(sim.envs["prod"].tables["plugintracelogs"].rows.values())
+        self.assertEqual([r["exceptiondetails"] for r in rows], [trace] * 3)
+        self.assertTrue(all(r["exceptiondetails"] is rows[0]["exceptiondetails"] for r in rows))
+        for bad in ({"$text": "t2"}, {"$text": "t1", "x": 1}):
+            data["environments"][0]["tables"]["plugintracelogs"][0]["exceptiondetails"] = bad
+            with self.assertRaisesRegex(dvsim.ScenarioError, r"plugintracelogs\[0\].*\$text"):
+                dvsim.Simulator().load(data, "texts")
+        data["texts"] = {"t1": 5}
+        with self.assertRaises(dvsim.ScenarioError):
+            dvsim.Simulator().load(data, "texts")
+
+    def test_trace_logging_all_adds_runs_that_did_not_fail(self):
+        plain = dvsim.Simulator()
+        plain.load(scenario(), "plain")
+        now = time.time()
+        want = oracle.findings(plain.envs["prod"], now, counts=True)
+        for details in ("", None):
+            data = scenario()
+            data["environments"][0]["plugin_trace_log"] = {
+                "setting": "All", "runs_per_step": 4, "within": "1h",
+                "exceptiondetails": details}
+            sim = dvsim.Simulator()
+            sim.load(data, "all")
+            rows = [r for r in sim.envs["prod"].tables["plugintracelogs"].rows.values()
+                    if r.get("exceptiondetails") != "System.InvalidPluginExecutionException: boom"]
+            self.assertEqual(len(rows), 8)       # two enabled steps, four runs each
+            self.assertEqual({r.get("exceptiondetails") for r in rows}, {details})
+            self.assertEqual({r["pluginstepid"] for r in rows}, {STEP1, STEP2})
+            self.assertEqual({r["mode"] for r in rows}, {0, 1})
+            self.assertTrue(all(now - 3600 <= r["createdon"] <= now + 1 for r in rows))
+            self.assertEqual(oracle.findings(sim.envs["prod"], now, counts=True), want)
+        data = scenario()
+        data["environments"][0]["plugin_trace_log"] = {"setting": "Exception"}
+        sim = dvsim.Simulator()
+        sim.load(data, "exc")
+        self.assertEqual(len(sim.envs["prod"].tables["plugintracelogs"].rows), 1)
+        for bad in ({"setting": "Verbose"}, {"setting": "All", "exceptiondetails": "x"},
+                    {"setting": "All", "runs_per_step": -1}, {"nosuch": 1}):
+            data["environments"][0]["plugin_trace_log"] = bad
+            with self.assertRaises(dvsim.ScenarioError):
+                dvsim.Simulator().load(data, "bad")
 
 
 if __name__ == "__main__":
