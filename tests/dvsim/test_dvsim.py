@@ -1181,6 +1181,123 @@ class TestGenerator(unittest.TestCase):
                 server.server_close()
 
 
+class TestLargeOrganization(unittest.TestCase):
+    """gen.py's large-organization knobs (issue 15) and what changed (issue 16)."""
+
+    ARGS = ["--mailboxes", "60", "--alerts", "120", "--workflows", "12", "--steps", "12",
+            "--suspects", "7", "--traces", "400", "--trace-failures", "0.5",
+            "--success-exceptiondetails", "null", "--trace-bytes", "2048", "--text-pool", "3",
+            "--multibyte", "--assemblies", "2", "--recent-changes", "1", "--seed", "5"]
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="dvsim-gen-")
+        cls.path = os.path.join(cls.tmp, "org.json")
+        p = subprocess.run([sys.executable, os.path.join(HERE, "gen.py"), "--out", cls.path] +
+                           cls.ARGS, capture_output=True, text=True, timeout=120)
+        if p.returncode != 0:
+            raise AssertionError(p.stderr)
+        with open(cls.path, encoding="utf-8") as f:
+            cls.doc = json.load(f)
+        cls.sim = dvsim.Simulator()
+        cls.sim.load_file(cls.path)
+        cls.env = cls.sim.envs["env"]
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def rows(self, set_name):
+        return list(self.env.tables[set_name].rows.values())
+
+    def test_exact_number_of_suspects(self):
+        email = [e for e in self.doc["expected"] if e["kind"] == "email"]
+        self.assertTrue(email)
+        self.assertEqual({len(e["culprits"]) for e in email}, {7})
+
+    def test_long_stack_traces_shared_through_texts(self):
+        texts = self.doc["texts"]
+        self.assertLessEqual(len(texts), 3 * len(self.rows("plugintypes")))
+        for text in texts.values():
+            size = len(text.encode())
+            self.assertTrue(1500 <= size <= 2048, size)
+            lines = text.split("\r\n")
+            self.assertRegex(lines[0], r"^(System|Microsoft)\.[\w.`\[\], =]+: \S")
+            self.assertTrue(all(line.startswith(("   at ", " ---> ", "   --- End"))
+                                for line in lines[1:]), lines)
+            self.assertGreater(len(lines), 8)
+        raw = self.doc["environments"][0]["tables"]["plugintracelogs"]
+        refs = [r["exceptiondetails"] for r in raw if isinstance(r.get("exceptiondetails"), dict)]
+        self.assertGreater(len(refs), 150)
+        loaded = [r for r in self.rows("plugintracelogs") if len(r.get("exceptiondetails") or "")
+                  > 1000]
+        self.assertEqual(len(loaded), len(refs))
+        self.assertLessEqual(len({id(r["exceptiondetails"]) for r in loaded}), len(texts))
+
+    def test_runs_that_did_not_fail(self):
+        traces = self.rows("plugintracelogs")
+        ok = [r for r in traces if r.get("exceptiondetails") is None]
+        self.assertGreater(len(ok), 100)
+        self.assertEqual({r["messagename"] for r in ok}, {"Create"})
+        self.assertLessEqual({r["mode"] for r in ok}, {0, 1})
+
+    def test_multibyte_text(self):
+        names = [r.get("name") or "" for s in ("mailboxes", "workflows",
+                                               "sdkmessageprocessingsteps")
+                 for r in self.rows(s)]
+        self.assertTrue(any(any(ord(c) > 127 for c in n) for n in names))
+        self.assertTrue(any(ord(c) > 0xFFFF for t in self.doc["texts"].values() for c in t) or
+                        any(ord(c) > 127 for t in self.doc["texts"].values() for c in t))
+
+    def test_assemblies_and_recent_changes(self):
+        asms = {a["pluginassemblyid"]: a for a in self.rows("pluginassemblies")}
+        self.assertEqual(len(asms), 2)
+        self.assertTrue(all(t["_pluginassemblyid_value"] in asms
+                            for t in self.rows("plugintypes")))
+        first = min(r["createdon"] for r in self.rows("tracelogs") if r["level"] == 2)
+        wfs = {w["workflowid"]: w for w in self.rows("workflows")}
+        suspects = {c for e in self.doc["expected"] for c in e["culprits"]}
+        changed = 0
+        for cid in suspects:
+            if cid in wfs:
+                act = wfs[wfs[cid]["_activeworkflowid_value"]]
+                self.assertEqual(act["createdon"], wfs[cid]["modifiedon"])
+                changed += first - 7201 <= act["createdon"] <= first - 59
+            else:
+                step = self.env.tables["sdkmessageprocessingsteps"].rows[cid]
+                asm = asms[self.env.tables["plugintypes"].rows[step["_plugintypeid_value"]]
+                           ["_pluginassemblyid_value"]]
+                changed += any(first - 7201 <= t <= first - 59
+                               for t in (step["modifiedon"], asm["modifiedon"]))
+        self.assertEqual(changed, 7)
+
+    def test_expected_matches_the_loaded_scenario(self):
+        got = oracle.findings(self.env, time.time(), counts=True)
+        key = lambda e: (e["source"], e["alert"])  # noqa: E731
+        self.assertEqual(sorted(got, key=key), sorted(self.doc["expected"], key=key))
+
+    def test_default_output_has_none_of_it(self):
+        out = os.path.join(self.tmp, "plain.json")
+        subprocess.run([sys.executable, os.path.join(HERE, "gen.py"), "--out", out],
+                       check=True, capture_output=True, timeout=60)
+        with open(out) as f:
+            doc = json.load(f)
+        self.assertNotIn("texts", doc)
+        tables = doc["environments"][0]["tables"]
+        self.assertNotIn("pluginassemblies", tables)
+        self.assertTrue(all(r["exceptiondetails"] in ("",) or r["exceptiondetails"].startswith(
+            "Unhandled exception") for r in tables["plugintracelogs"]))
+        self.assertTrue(all(ord(c) < 128 for m in tables["mailboxes"] for c in m["name"]))
+
+    def test_help_says_what_each_knob_does(self):
+        p = subprocess.run([sys.executable, os.path.join(HERE, "gen.py"), "--help"],
+                           capture_output=True, text=True, timeout=30)
+        for knob in ("--suspects", "--traces", "--trace-failures", "--success-exceptiondetails",
+                     "--trace-bytes", "--text-pool", "--multibyte", "--assemblies",
+                     "--recent-changes"):
+            self.assertIn(knob, p.stdout)
+
+
 class TestSchemaH(unittest.TestCase):
     """daemon/schema.h names what s3mond selects; the service (and dvsim) must
     know every column, navigation property and entity set in it."""
