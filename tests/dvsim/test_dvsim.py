@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 # Tests for dvsim: it must answer like Dataverse, reject what Dataverse rejects,
 # page exactly once through a result, and obey its admin API. unittest + http.client.
+import contextlib
 import http.client
 import json
 import os
@@ -1353,17 +1354,38 @@ class TestCli(unittest.TestCase):
                      "/deactivate", "/upload", "plugin_trace_log", "$text"):
             self.assertIn(word, p.stdout)
 
+    @contextlib.contextmanager
+    def serving(self, ready_file, *args):
+        """dvsim.py ARGS as a process, once it has written ready_file; killed
+        at the end if it is still running."""
+        p = subprocess.Popen([sys.executable, os.path.join(HERE, "dvsim.py")] + list(args))
+        try:
+            deadline = time.monotonic() + 20
+            while not os.path.exists(ready_file) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            yield p
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+    def health_then_shutdown(self, p, conn):
+        """/_admin/health's answer; then POST /_admin/shutdown ends the process (0)."""
+        conn.request("GET", "/_admin/health")
+        health = json.loads(conn.getresponse().read())
+        conn.request("POST", "/_admin/shutdown")
+        conn.getresponse().read()
+        conn.close()
+        self.assertEqual(p.wait(timeout=10), 0)
+        return health
+
     def test_info_file_over_https_with_env_hosts(self):
         with tempfile.TemporaryDirectory() as d:
             info_path = os.path.join(d, "info.json")
-            p = subprocess.Popen([sys.executable, os.path.join(HERE, "dvsim.py"), "--tls",
-                                  os.path.join(d, "tls"), "--env-hosts", "--info-file",
-                                  info_path, "--latency", "10ms", "--idle-close", "240",
-                                  "--quiet", "--scenario", os.path.join(FIXTURES, "multi.json")])
-            try:
-                deadline = time.monotonic() + 20
-                while not os.path.exists(info_path) and time.monotonic() < deadline:
-                    time.sleep(0.05)
+            with self.serving(info_path, "--tls", os.path.join(d, "tls"), "--env-hosts",
+                              "--info-file", info_path, "--latency", "10ms", "--idle-close",
+                              "240", "--quiet", "--scenario",
+                              os.path.join(FIXTURES, "multi.json")) as p:
                 with open(info_path) as f:
                     info = json.load(f)
                 self.assertEqual(info["ca_file"], os.path.join(d, "tls", "ca.pem"))
@@ -1372,16 +1394,7 @@ class TestCli(unittest.TestCase):
                 ctx = ssl.create_default_context(cafile=info["ca_file"])
                 conn = http.client.HTTPSConnection("127.0.0.1", info["port"], timeout=10,
                                                    context=ctx)
-                conn.request("GET", "/_admin/health")
-                self.assertEqual(json.loads(conn.getresponse().read())["info"], info)
-                conn.request("POST", "/_admin/shutdown")
-                conn.getresponse().read()
-                conn.close()
-                self.assertEqual(p.wait(timeout=10), 0)
-            finally:
-                if p.poll() is None:
-                    p.kill()
-                    p.wait()
+                self.assertEqual(self.health_then_shutdown(p, conn)["info"], info)
 
     def test_env_hosts_refuses_ipv6(self):
         p = self.run_cli("--host", "::1", "--env-hosts")
@@ -1405,12 +1418,8 @@ class TestCli(unittest.TestCase):
             self.skipTest("no IPv6")
         with tempfile.TemporaryDirectory() as d:
             pf, log = os.path.join(d, "port"), os.path.join(d, "log")
-            p = subprocess.Popen([sys.executable, os.path.join(HERE, "dvsim.py"), "--host", "::1",
-                                  "--port-file", pf, "--log", log, "--quiet"])
-            try:
-                deadline = time.monotonic() + 10
-                while not os.path.exists(pf) and time.monotonic() < deadline:
-                    time.sleep(0.02)
+            with self.serving(pf, "--host", "::1", "--port-file", pf, "--log", log,
+                              "--quiet") as p:
                 with open(pf) as f:
                     port = int(f.read())
                 try:
@@ -1424,33 +1433,15 @@ class TestCli(unittest.TestCase):
                 self.assertEqual(p.wait(timeout=10), 0)
                 with open(log) as f:
                     self.assertIn("/_admin/health", f.read())
-            finally:
-                if p.poll() is None:
-                    p.kill()
-                    p.wait()
 
     def test_port_file_serve_and_shutdown(self):
         with tempfile.TemporaryDirectory() as d:
             pf = os.path.join(d, "port")
-            p = subprocess.Popen([sys.executable, os.path.join(HERE, "dvsim.py"), "--port", "0",
-                                  "--port-file", pf, "--quiet"])
-            try:
-                deadline = time.monotonic() + 10
-                while not os.path.exists(pf) and time.monotonic() < deadline:
-                    time.sleep(0.02)
+            with self.serving(pf, "--port", "0", "--port-file", pf, "--quiet") as p:
                 with open(pf) as f:
                     port = int(f.read())
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                conn.request("GET", "/_admin/health")
-                self.assertEqual(json.loads(conn.getresponse().read())["environments"], ["org"])
-                conn.request("POST", "/_admin/shutdown")
-                conn.getresponse().read()
-                conn.close()
-                self.assertEqual(p.wait(timeout=10), 0)
-            finally:
-                if p.poll() is None:
-                    p.kill()
-                    p.wait()
+                self.assertEqual(self.health_then_shutdown(p, conn)["environments"], ["org"])
 
 
 # ---- production's shape: HTTPS, a host per environment, latency, idle close ----
