@@ -2675,8 +2675,8 @@ def run_single(sim, env, schema, key, raw_query, prefs, host, root):
         if row is None:
             raise ODataError(404, ERR_NOT_EXIST, "%s With Id = %s Does Not Exist"
                              % (schema.logical, key))
-        body = {"@odata.context": context_url(entity_base(host, env, root, sim.scheme), schema, select,
-                                              expands, entity=True)}
+        base = entity_base(host, env, root, sim.scheme)
+        body = {"@odata.context": context_url(base, schema, select, expands, entity=True)}
         body.update(project(env, schema, row, select, expands, patterns))
     return body, headers
 
@@ -3184,7 +3184,8 @@ class Handler(BaseHTTPRequestHandler):
         prefs = parse_prefer(self.headers.get_all("Prefer") or [])
         host = self.host()
         if not rest or rest == [""]:
-            body = {"@odata.context": "%s/api/data/v9.2/$metadata" % entity_base(host, env, root, sim.scheme),
+            base = entity_base(host, env, root, sim.scheme)
+            body = {"@odata.context": "%s/api/data/v9.2/$metadata" % base,
                     "value": [{"name": t.set_name, "kind": "EntitySet", "url": t.set_name}
                               for t in TABLES]}
             return Response(200, body, ODATA_JSON)
@@ -3728,8 +3729,8 @@ def main(argv=None):
         server = make_server(sim, args.host, args.port, tls=args.tls, env_hosts=args.env_hosts,
                              latency=args.latency, latency_jitter=args.latency_jitter,
                              idle_close=args.idle_close)
-    except OSError as e:
-        print("dvsim: cannot listen on %s:%d: %s" % (args.host, args.port, e), file=sys.stderr)
+    except OSError as e:    # cannot listen, or (--tls) cannot make the CA
+        print("dvsim: cannot serve on %s:%d: %s" % (args.host, args.port, e), file=sys.stderr)
         return 1
     if args.port_file:
         _write_atomic(args.port_file, "%d\n" % sim.port)

@@ -381,11 +381,11 @@ class Gen:
         a, rng = self.a, self.rng2
         if not a.traces or not true_st:
             return
+        synchronous, enabled = set(true_st), true_st + async_st
         for _ in range(a.traces):
             failed = rng.random() < a.trace_failures
-            sid, typename = rng.choice(true_st if failed or not async_st else
-                                       true_st + async_st)
-            mode = 0 if (sid, typename) in true_st else 1
+            sid, typename = rng.choice(true_st if failed else enabled)
+            mode = 0 if (sid, typename) in synchronous else 1
             when = -rng.randint(30, span)
             t["plugintracelogs"].append({
                 "plugintracelogid": self.guid2(), "pluginstepid": sid, "messagename": "Create",
