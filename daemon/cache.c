@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "cache.h"
+#include "guid.h"
 #include "rows.h"
 
 /* qsort() that accepts an empty (NULL) array. */
@@ -134,24 +135,6 @@ static bool picks_contain(const struct pick *p, size_t n, const char *id) {
 }
 
 /* ---- mailboxes ----------------------------------------------------------- */
-
-static int hexval(char ch) {
-        return ch <= '9' ? ch - '0' : ch - 'a' + 10;
-}
-
-static int guid_to_bytes(const char *s, uint8_t out[static 16]) {
-        char buf[GUID_STRLEN + 1];
-        size_t k = 0;
-
-        if (rows_guid_normalize(s, buf) < 0)
-                return -EINVAL;
-        for (size_t i = 0; i < GUID_STRLEN; i += 2) {
-                if (buf[i] == '-')
-                        i++;
-                out[k++] = (uint8_t) (hexval(buf[i]) << 4 | hexval(buf[i + 1]));
-        }
-        return 0;
-}
 
 static int mailbox_entry_compare(const void *a, const void *b) {
         return memcmp(((const struct mailbox_entry *) a)->id, ((const struct mailbox_entry *) b)->id, 16);

@@ -16,6 +16,7 @@
 #include <syslog.h>
 
 #include "config.h"
+#include "guid.h"
 #include "macro.h"
 #include "model.h"
 #include "timeutil.h"
@@ -316,16 +317,6 @@ static int parse_env_url(struct parser *p, const struct key_def *k, const char *
         return 0;
 }
 
-static bool is_guid(const char *s) {
-        for (size_t i = 0; i < GUID_STRLEN; i++) {
-                bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-
-                if (dash ? s[i] != '-' : !isxdigit((unsigned char) s[i]))
-                        return false;
-        }
-        return s[GUID_STRLEN] == '\0';
-}
-
 static char *strdup_lower(const char *s) {
         char *t = strdup(s);
 
@@ -338,7 +329,7 @@ static int parse_guid(struct parser *p, const struct key_def *k, const char *val
         char **field = (char **) ((char *) base + k->offset);
         char *s;
 
-        if (!is_guid(value))
+        if (!guid_is_valid(value))
                 return fail(p, p->line, "%s: '%s' is not a GUID: use the form "
                             "11111111-2222-3333-4444-555555555555", k->name, value);
         s = strdup_lower(value);
@@ -373,7 +364,7 @@ static int parse_tenant(struct parser *p, const struct key_def *k, const char *v
         char **field = (char **) ((char *) base + k->offset);
         char *s;
 
-        if (!is_guid(value) && !is_domain(value))
+        if (!guid_is_valid(value) && !is_domain(value))
                 return fail(p, p->line, "%s: '%s' is neither a GUID nor a domain: use the directory "
                             "(tenant) ID or a domain such as contoso.onmicrosoft.com", k->name, value);
         s = strdup_lower(value);

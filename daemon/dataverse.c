@@ -14,6 +14,7 @@
 #include "backoff.h"
 #include "config.h"
 #include "dataverse.h"
+#include "guid.h"
 #include "http.h"
 #include "log.h"
 #include "odata.h"
@@ -239,7 +240,7 @@ static int unique_ids(const char *const *ids, size_t n, const char ***ret, size_
         for (size_t i = 0; i < n; i++) {
                 bool dup = false;
 
-                if (!odata_guid_valid(ids[i])) {
+                if (!guid_is_valid(ids[i])) {
                         free(u);
                         return -EINVAL;
                 }

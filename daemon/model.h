@@ -9,8 +9,6 @@
 #include <stdint.h>
 #include <time.h>
 
-#define GUID_STRLEN 36 /* "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", lower case */
-
 /* The code in every alert s3mond reports: IsvUnexpected, 0x80040224. */
 #define S3_ERROR_CODE ((int64_t) -2147220956)
 #define S3_ERROR_CODE_NAME "UnknownIncomingEmailIntegrationError"

@@ -1,4 +1,4 @@
-/* odata.c: owns Web API URL building: quoting, GUID checks, percent-encoding.
+/* odata.c: owns Web API URL building: quoting, percent-encoding.
  * Must not know which tables s3mond reads (dataverse.c) or how URLs are sent. */
 #include <errno.h>
 #include <inttypes.h>
@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "guid.h"
 #include "odata.h"
 #include "schema.h"
 #include "timeutil.h"
@@ -174,26 +175,6 @@ int odata_url_encode(const char *s, char **ret) {
                 }
         }
         return buf_steal(&b, ret);
-}
-
-static bool is_hex(char c) {
-        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
-bool odata_guid_valid(const char *s) {
-        static const int dash[] = { 8, 13, 18, 23 };
-
-        if (!s || strlen(s) != 36)
-                return false;
-        for (int i = 0, d = 0; i < 36; i++) {
-                if (d < 4 && i == dash[d]) {
-                        if (s[i] != '-')
-                                return false;
-                        d++;
-                } else if (!is_hex(s[i]))
-                        return false;
-        }
-        return true;
 }
 
 static bool ident_char(char c, bool first) {
@@ -463,7 +444,7 @@ void odata_filter_eq_str(struct odata_filter *f, const char *col, const char *va
 void odata_filter_eq_guid(struct odata_filter *f, const char *col, const char *guid) {
         char *lit;
 
-        if (!odata_guid_valid(guid)) {
+        if (!guid_is_valid(guid)) {
                 add_cmp(f, col, "eq", NULL, -EINVAL);
                 return;
         }

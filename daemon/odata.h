@@ -70,5 +70,4 @@ int odata_quote_string(const char *value, char **ret);
  * and the OData punctuation ' ( ) , : / is written %XX (so & # % + = ;
  * space and every non-ASCII byte are encoded). */
 int odata_url_encode(const char *s, char **ret);
-bool odata_guid_valid(const char *s);
 bool odata_column_valid(const char *s);

@@ -1,6 +1,5 @@
 /* rows.c: jansson objects -> typed rows (model.h), one parser per table of
  * schema.h. Knows column names and JSON types; not what the rows mean. */
-#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -9,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "guid.h"
 #include "macro.h"
 #include "rows.h"
 #include "schema.h"
@@ -81,26 +81,6 @@ static char *quote_value(const char *s, char buf[static 48]) {
         return buf;
 }
 
-int rows_guid_normalize(const char *s, char buf[static GUID_STRLEN + 1]) {
-        size_t len;
-
-        if (!s)
-                return -EINVAL;
-        len = strlen(s);
-        if (len == GUID_STRLEN + 2 && s[0] == '{' && s[len - 1] == '}')
-                s++;
-        else if (len != GUID_STRLEN)
-                return -EINVAL;
-        for (size_t i = 0; i < GUID_STRLEN; i++) {
-                bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-                if (dash ? s[i] != '-' : !isxdigit((unsigned char) s[i]))
-                        return -EINVAL;
-                buf[i] = (char) tolower((unsigned char) s[i]);
-        }
-        buf[GUID_STRLEN] = '\0';
-        return 0;
-}
-
 /* The column's value, or NULL when it is absent or null: Dataverse sends
  * null for an empty column and some proxies drop null members. */
 static const json_t *column(const struct ctx *c, const char *name) {
@@ -135,7 +115,7 @@ static int get_guid(const struct ctx *c, const char *name, bool required, char *
         }
         if (!json_is_string(v))
                 return fail(c, name, "expected a GUID string, got %s", json_type_name(v));
-        if (rows_guid_normalize(json_string_value(v), buf) < 0)
+        if (guid_normalize(json_string_value(v), buf) < 0)
                 return fail(c, name, "not a GUID: \"%s\"", quote_value(json_string_value(v), q));
         *ret = strdup(buf);
         return *ret ? 0 : -ENOMEM;

@@ -19,10 +19,6 @@
 
 #include "model.h"
 
-/* "{AbC...}" or "abc..." (36 characters between optional braces) -> lower
- * case canonical form in buf. 0, or -EINVAL when s is not a GUID. */
-int rows_guid_normalize(const char *s, char buf[static GUID_STRLEN + 1]);
-
 int rows_parse_tracelog(const json_t *row, struct tracelog_row *ret, char **ret_error);
 int rows_parse_mailbox(const json_t *row, struct mailbox_row *ret, char **ret_error);
 int rows_parse_workflow(const json_t *row, struct workflow_row *ret, char **ret_error);

@@ -17,6 +17,7 @@
 
 #include "dataverse.h"
 #include "fuzz.h"
+#include "guid.h"
 #include "odata.h"
 #include "schema.h"
 
@@ -324,7 +325,7 @@ static void check_names(const char *a, const char *b) {
         for (size_t i = 0; i < ELEMENTSOF(ops); i++)
                 op = op || strcmp(b, ops[i]) == 0;
         CHECK(odata_column_valid(a) == reference_column(a), "odata_column_valid(\"%s\")", a);
-        CHECK(odata_guid_valid(a) == reference_guid(a), "odata_guid_valid(\"%s\")", a);
+        CHECK(guid_is_valid(a) == reference_guid(a), "guid_is_valid(\"%s\")", a);
 
         CHECK((build(a, NULL, NULL, NULL, NULL, NULL, NULL, &url) == 0) == (reference_column(a) && !strchr(a, '/')),
               "entity set \"%s\"", a);

@@ -21,20 +21,6 @@ static json_t *parse_json(const char *text) {
 
 #define T_10_00 ((time_t) 1795600800) /* 2026-11-25T10:00:00Z */
 
-static void test_guid_normalize(void **state) {
-        (void) state;
-        char buf[GUID_STRLEN + 1];
-        assert_int_equal(rows_guid_normalize("0F1E2D3C-4B5A-6978-8796-A5B4C3D2E1F0", buf), 0);
-        assert_string_equal(buf, "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0");
-        assert_int_equal(rows_guid_normalize("{0F1E2D3C-4B5A-6978-8796-A5B4C3D2E1F0}", buf), 0);
-        assert_string_equal(buf, "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0");
-        assert_int_equal(rows_guid_normalize("0f1e2d3c4b5a69788796a5b4c3d2e1f0", buf), -EINVAL);
-        assert_int_equal(rows_guid_normalize("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1fg", buf), -EINVAL);
-        assert_int_equal(rows_guid_normalize("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0x", buf), -EINVAL);
-        assert_int_equal(rows_guid_normalize("", buf), -EINVAL);
-        assert_int_equal(rows_guid_normalize(NULL, buf), -EINVAL);
-}
-
 static void test_tracelog(void **state) {
         (void) state;
         json_t *j = parse_json(
@@ -388,7 +374,6 @@ static void test_arrays(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_guid_normalize),
                 cmocka_unit_test(test_tracelog),
                 cmocka_unit_test(test_mailbox),
                 cmocka_unit_test(test_workflow),
