@@ -20,6 +20,7 @@
 #include "odata.h"
 #include "schema.h"
 #include "strutil.h"
+#include "utf8.h"
 #include "timeutil.h"
 
 #define DEFAULT_PAGE_SIZE 5000u
@@ -589,40 +590,33 @@ static bool is_u_escape(const char *s, size_t n, size_t i, unsigned *ret) {
 
 char *dv_json_repair(const char *s, size_t n, size_t *ret_repairs) {
         char *out = malloc(n + 1);
-        size_t repairs = 0;
+        size_t repairs;
         unsigned u, v;
 
         if (!out)
                 return NULL;
         memcpy(out, s, n);
         out[n] = 0;
+        /* Escapes are ASCII: repairing the bytes first leaves them as they are. */
+        repairs = utf8_repair_bytes(out, n, '?');
         for (size_t i = 0; i < n;) {
-                uint32_t cp;
-                size_t k;
-
-                if (out[i] == '\\') {
-                        if (!is_u_escape(out, n, i, &u)) {
-                                i += 2; /* \" \\ \n ...: the escaped byte is no escape itself */
-                                continue;
-                        }
-                        if (u >= 0xD800 && u <= 0xDBFF && is_u_escape(out, n, i + 6, &v) && v >= 0xDC00 &&
-                            v <= 0xDFFF) {
-                                i += 12; /* a pair: one code point beyond U+FFFF */
-                                continue;
-                        }
-                        if (u == 0 || (u >= 0xD800 && u <= 0xDFFF)) {
-                                memcpy(out + i, "\\ufffd", 6);
-                                repairs++;
-                        }
-                        i += 6;
+                if (out[i] != '\\') {
+                        i++;
                         continue;
                 }
-                k = utf8_decode(out + i, n - i, &cp);
-                if (cp == UTF8_INVALID) {
-                        memset(out + i, '?', k);
+                if (!is_u_escape(out, n, i, &u)) {
+                        i += 2; /* \" \\ \n ...: the escaped byte is no escape itself */
+                        continue;
+                }
+                if (u >= 0xD800 && u <= 0xDBFF && is_u_escape(out, n, i + 6, &v) && v >= 0xDC00 && v <= 0xDFFF) {
+                        i += 12; /* a pair: one code point beyond U+FFFF */
+                        continue;
+                }
+                if (u == 0 || (u >= 0xD800 && u <= 0xDFFF)) {
+                        memcpy(out + i, "\\ufffd", 6);
                         repairs++;
                 }
-                i += k;
+                i += 6;
         }
         if (ret_repairs)
                 *ret_repairs = repairs;

@@ -8,6 +8,7 @@
 #include "finding.h"
 #include "macro.h"
 #include "strutil.h"
+#include "utf8.h"
 #include "timeutil.h"
 
 const char *error_state_to_string(enum error_state s) {

@@ -10,6 +10,7 @@
 #include "odata.h"
 #include "schema.h"
 #include "timeutil.h"
+#include "utf8.h"
 
 struct filter_item {
         char *term;                     /* a rendered condition, or NULL ... */
@@ -103,45 +104,12 @@ static int buf_steal(struct buf *b, char **ret) {
 
 /* ---- primitives -------------------------------------------------------- */
 
-static bool utf8_valid(const unsigned char *s) {
-        while (*s) {
-                unsigned c = *s, n;
-                uint32_t cp;
-
-                if (c < 0x80) {
-                        s++;
-                        continue;
-                } else if ((c & 0xE0) == 0xC0) {
-                        n = 1;
-                        cp = c & 0x1F;
-                } else if ((c & 0xF0) == 0xE0) {
-                        n = 2;
-                        cp = c & 0x0F;
-                } else if ((c & 0xF8) == 0xF0) {
-                        n = 3;
-                        cp = c & 0x07;
-                } else
-                        return false;
-                for (unsigned i = 1; i <= n; i++) {
-                        if ((s[i] & 0xC0) != 0x80)
-                                return false;
-                        cp = (cp << 6) | (s[i] & 0x3F);
-                }
-                /* overlong forms, surrogates, beyond U+10FFFF */
-                if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-                    (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
-                        return false;
-                s += n + 1;
-        }
-        return true;
-}
-
 int odata_quote_string(const char *value, char **ret) {
         struct buf b = {};
 
         if (!value)
                 return -EINVAL;
-        if (!utf8_valid((const unsigned char *) value))
+        if (!utf8_is_valid(value, strlen(value)))
                 return -EILSEQ;
         buf_puts(&b, "'");
         for (const char *p = value; *p; p++) {

@@ -17,6 +17,7 @@
 
 #include "state.h"
 #include "timeutil.h"
+#include "utf8.h"
 
 #define STATE_FORMAT "s3mond-state"
 #define STATE_LOG_FORMAT "s3mond-state-log"
@@ -305,31 +306,13 @@ void state_crash_point(struct env_state *st, const char *point) {
 
 /* ---- JSON <-> values --------------------------------------------------- */
 
-/* Replace bytes that are not UTF-8 by '?': jansson refuses such strings, and a state
- * file that cannot be written is worse than a mangled mailbox name. */
+/* A copy of s with each byte of an ill-formed UTF-8 sequence replaced by '?'. */
 static char *utf8_scrub(const char *s) {
-        const unsigned char *p = (const unsigned char *) s;
-        char *out = strdup(s), *o = out;
+        char *copy = strdup(s);
 
-        if (!out)
-                return NULL;
-        while (*p) {
-                size_t len = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3 :
-                             (*p & 0xf8) == 0xf0 ? 4 : 0;
-                bool ok = len > 0;
-                for (size_t i = 1; ok && i < len; i++)
-                        ok = (p[i] & 0xc0) == 0x80;
-                if (!ok) {
-                        *o++ = '?';
-                        p++;
-                        continue;
-                }
-                memcpy(o, p, len);
-                o += len;
-                p += len;
-        }
-        *o = 0;
-        return out;
+        if (copy)
+                (void) utf8_repair_bytes(copy, strlen(copy), '?');
+        return copy;
 }
 
 static json_t *json_str(const char *s) {
@@ -341,6 +324,8 @@ static json_t *json_str(const char *s) {
         j = json_string(s);
         if (j)
                 return j;
+        /* jansson refuses ill-formed UTF-8, and a state file that cannot be
+         * written is worse than a mangled mailbox name. */
         clean = utf8_scrub(s);
         j = clean ? json_string(clean) : NULL;
         free(clean);

@@ -6,24 +6,9 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
 
-#define UTF8_REPLACEMENT 0xFFFDu
-#define UTF8_INVALID UINT32_MAX /* utf8_decode(): an ill-formed sequence */
 #define STR_ELLIPSIS "\xe2\x80\xa6" /* U+2026, marks a value cut short */
-
-/* Decode one code point from s (n > 0 bytes left). Returns the bytes
- * consumed (>= 1). An ill-formed sequence yields *ret_cp = UTF8_INVALID and
- * consumes its maximal subpart (Unicode's recommended practice), so every
- * byte of the input is accounted for exactly once. */
-size_t utf8_decode(const char *s, size_t n, uint32_t *ret_cp);
-
-bool utf8_is_valid(const char *s, size_t n);
-
-/* A copy of s with every ill-formed sequence replaced by U+FFFD; NULL only
- * on ENOMEM. s must not be NULL. */
-char *utf8_sanitize(const char *s);
 
 /* Whether s can stand bare in a key=value pair: non-empty printable ASCII
  * without space, quotes, backslash or '='. */

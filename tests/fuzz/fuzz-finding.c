@@ -23,6 +23,7 @@
 #include "output-internal.h"
 #include "output.h"
 #include "strutil.h"
+#include "utf8.h"
 #include "timeutil.h"
 
 #define MAX_CULPRITS 12         /* more than FINDING_LINE_CULPRITS_MAX */

@@ -13,6 +13,7 @@
 #include "macro.h"
 #include "samples.h"
 #include "strutil.h"
+#include "utf8.h"
 
 static char *dump(json_t *j) {
         char *s;
