@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "metrics.h"
 
 /* Request latency buckets, seconds: token and queries are usually well under a second;
@@ -265,21 +266,6 @@ static void render(FILE *f, const struct metrics *m, time_t now) {
                         offsetof(struct metrics_env, state_save_errors));
 }
 
-static int write_all(int fd, const char *p, size_t n) {
-        while (n > 0) {
-                ssize_t k = write(fd, p, n);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0)
-                        return -errno;
-                if (k == 0)
-                        return -EIO;
-                p += k;
-                n -= (size_t) k;
-        }
-        return 0;
-}
-
 static int fail(char **ret_error, int r, const char *step, const char *path) {
         if (ret_error && asprintf(ret_error, "cannot write metrics: %s %s: %s", step, path, strerror(-r)) < 0)
                 *ret_error = NULL;
@@ -288,7 +274,7 @@ static int fail(char **ret_error, int r, const char *step, const char *path) {
 
 int metrics_write(struct metrics *m, time_t now, char **ret_error) {
         _cleanup_free_ char *text = NULL;
-        _cleanup_close_ int fd = -1;
+        const char *step;
         size_t len = 0;
         FILE *f;
         int r;
@@ -302,33 +288,18 @@ int metrics_write(struct metrics *m, time_t now, char **ret_error) {
         if (fclose(f) != 0)
                 return fail(ret_error, -ENOMEM, "render", m->path);
 
-        fd = open(m->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
-        if (fd < 0 && errno == EEXIST) { /* left by a crash */
-                (void) unlink(m->tmp_path);
-                fd = open(m->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
-        }
-        if (fd < 0)
-                return fail(ret_error, -errno, "create", m->tmp_path);
-        /* the umask (077 under systemd's hardening) must not hide it from the collector */
-        if (fchmod(fd, 0644) < 0) {
-                r = -errno;
-                (void) unlink(m->tmp_path);
-                return fail(ret_error, r, "chmod", m->tmp_path);
-        }
-        r = write_all(fd, text, len);
-        if (r >= 0)
-                r = close(fd) < 0 ? -errno : 0;
-        else
-                close(fd);
-        fd = -1;
-        if (r < 0) {
-                (void) unlink(m->tmp_path);
-                return fail(ret_error, r, "write", m->tmp_path);
-        }
-        if (rename(m->tmp_path, m->path) < 0) {
-                r = -errno;
-                (void) unlink(m->tmp_path);
+        /* 0644 whatever the umask (077 under systemd's hardening): the collector
+         * must read it. No fsync: a metrics file lost to a power cut is rewritten
+         * at the next cycle. */
+        r = file_replace(&(struct file_replace) {
+                                 .dir_fd = AT_FDCWD,
+                                 .name = m->path,
+                                 .tmp_name = m->tmp_path,
+                                 .mode = 0644,
+                         }, text, len, &step);
+        if (r < 0 && strcmp(step, "rename") == 0)
                 return fail(ret_error, r, "rename to", m->path);
-        }
+        if (r < 0)
+                return fail(ret_error, r, step, m->tmp_path);
         return 0;
 }

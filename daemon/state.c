@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "state.h"
 #include "timeutil.h"
 #include "utf8.h"
@@ -266,22 +267,6 @@ static int strdup_null(const char *s, const char **ret) {
         }
         *ret = strdup(s);
         return *ret ? 0 : -ENOMEM;
-}
-
-static int write_all(int fd, const char *p, size_t n) {
-        while (n > 0) {
-                ssize_t k = write(fd, p, n);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (k == 0)
-                        return -EIO;
-                p += k;
-                n -= (size_t) k;
-        }
-        return 0;
 }
 
 /* True when S3MOND_TEST_CRASH_AT names POINT and this pass is the one to die at. */
@@ -697,35 +682,6 @@ static int snapshot_from_json(struct env_state *st, json_t *root, char **reason)
                 if (r < 0)
                         return r;
         }
-        return 0;
-}
-
-static int read_all(int fd, char **ret, size_t *ret_size) {
-        struct stat sb;
-        char *buf;
-        size_t n = 0;
-
-        if (fstat(fd, &sb) < 0)
-                return -errno;
-        buf = malloc((size_t) sb.st_size + 1);
-        if (!buf)
-                return -ENOMEM;
-        while (n < (size_t) sb.st_size) {
-                ssize_t k = pread(fd, buf + n, (size_t) sb.st_size - n, (off_t) n);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0) {
-                        int r = -errno;
-                        free(buf);
-                        return r;
-                }
-                if (k == 0)
-                        break;
-                n += (size_t) k;
-        }
-        buf[n] = 0;
-        *ret = buf;
-        *ret_size = n;
         return 0;
 }
 
@@ -1309,9 +1265,16 @@ static char *snapshot_text(const struct env_state *st, uint64_t serial, size_t *
         return t;
 }
 
+/* state_save()'s test hooks, under the names the crash tests use. */
+static void save_checkpoint(const char *point, void *userdata) {
+        _cleanup_free_ char *name = NULL;
+
+        if (asprintf(&name, "state-%s", point) >= 0)
+                state_crash_point(userdata, name);
+}
+
 int state_save(struct env_state *st, char **ret_error) {
         _cleanup_free_ char *text = NULL;
-        _cleanup_close_ int fd = -1;
         const char *step;
         size_t len;
         int r;
@@ -1321,45 +1284,18 @@ int state_save(struct env_state *st, char **ret_error) {
         text = snapshot_text(st, st->serial + 1, &len);
         if (!text)
                 return errorf(ret_error, -ENOMEM, "cannot save %s: out of memory", st->path);
-
-        step = "create";
-        fd = openat(st->dir_fd, st->tmp_name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd < 0 && errno == EEXIST) { /* left by a crash */
-                (void) unlinkat(st->dir_fd, st->tmp_name, 0);
-                fd = openat(st->dir_fd, st->tmp_name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-        }
-        if (fd < 0) {
-                r = -errno;
-                goto fail_create;
-        }
-        if (fchmod(fd, 0600) < 0) {
-                r = -errno;
-                step = "chmod";
-                goto fail;
-        }
-        if (crash_armed(st, "state-mid-write")) {
-                (void) write_all(fd, text, len / 2);
-                raise(SIGKILL);
-        }
-        step = "write";
-        if ((r = write_all(fd, text, len)) < 0)
-                goto fail;
-        step = "fsync";
-        if (fsync(fd) < 0) {
-                r = -errno;
-                goto fail;
-        }
-        step = "close";
-        r = close(fd) < 0 ? -errno : 0;
-        fd = -1;
+        r = file_replace(&(struct file_replace) {
+                                 .dir_fd = st->dir_fd,
+                                 .name = st->name,
+                                 .tmp_name = st->tmp_name,
+                                 .mode = 0600,
+                                 .sync = true,
+                                 .checkpoint = save_checkpoint,
+                                 .userdata = st,
+                         }, text, len, &step);
         if (r < 0)
-                goto fail;
-        state_crash_point(st, "state-before-rename");
-        step = "rename";
-        if (renameat(st->dir_fd, st->tmp_name, st->dir_fd, st->name) < 0) {
-                r = -errno;
-                goto fail;
-        }
+                return errorf(ret_error, r, "cannot save %s: %s %s/%s: %s", st->path, step, st->dir, st->tmp_name,
+                              strerror(-r));
 
         /* The new snapshot is in place and holds every note: the journal is old news. */
         st->serial++;
@@ -1370,10 +1306,4 @@ int state_save(struct env_state *st, char **ret_error) {
                 return errorf(ret_error, r, "saved %s but could not sync its directory: %s", st->path, strerror(-r));
         st->dirty = false;
         return 1;
-
-fail:
-        (void) unlinkat(st->dir_fd, st->tmp_name, 0);
-fail_create:
-        return errorf(ret_error, r, "cannot save %s: %s %s/%s: %s", st->path, step, st->dir, st->tmp_name,
-                      strerror(-r));
 }
