@@ -10,6 +10,7 @@
 
 #include "build-config.h"
 #include "cli.h"
+#include "config.h"
 #include "macro.h"
 #include "timeutil.h"
 

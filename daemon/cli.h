@@ -6,8 +6,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "config.h"
 #include "log.h"
+#include "output.h"
+
+struct s3_config;
 
 enum cli_mode {
         CLI_MODE_DAEMON,        /* no mode option: run in the foreground */

@@ -1126,22 +1126,3 @@ int config_dump(const struct s3_config *c, FILE *f) {
         fflush(f);
         return ferror(f) ? -EIO : 0;
 }
-
-static const char *const output_names[] = {
-        [OUTPUT_AUTO] = "auto",
-        [OUTPUT_JOURNAL] = "journal",
-        [OUTPUT_SYSLOG] = "syslog",
-        [OUTPUT_STDERR] = "stderr",
-        [OUTPUT_JSON] = "json",
-};
-
-const char *output_kind_to_string(enum output_kind k) {
-        return (size_t) k < ELEMENTSOF(output_names) ? output_names[k] : NULL;
-}
-
-int output_kind_from_string(const char *s) {
-        for (size_t i = 0; s && i < ELEMENTSOF(output_names); i++)
-                if (strcmp(output_names[i], s) == 0)
-                        return (int) i;
-        return -EINVAL;
-}

@@ -9,14 +9,7 @@
 #include <stdio.h>
 
 #include "macro.h"
-
-enum output_kind {
-        OUTPUT_AUTO,    /* journal under systemd, stderr otherwise */
-        OUTPUT_JOURNAL,
-        OUTPUT_SYSLOG,
-        OUTPUT_STDERR,
-        OUTPUT_JSON,
-};
+#include "output.h"
 
 struct env_config {
         char *name;             /* [A-Za-z0-9._-]{1,64} */
@@ -76,9 +69,6 @@ int config_select_environments(struct s3_config *c, char *const *names, size_t n
  * secret shows as the file it came from, never itself (not even its length).
  * The output loads again as the same configuration. 0 or -EIO. */
 int config_dump(const struct s3_config *c, FILE *f);
-
-const char *output_kind_to_string(enum output_kind k);
-int output_kind_from_string(const char *s);     /* "auto", "journal", ...; -EINVAL if unknown */
 
 /* [A-Za-z0-9._-]{1,64}, not "." or "..": environment names name files. */
 bool config_environment_name_is_valid(const char *name);

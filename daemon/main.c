@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "build-config.h"
@@ -15,18 +14,8 @@
 #include "log.h"
 #include "macro.h"
 #include "once.h"
+#include "output.h"
 #include "probe.h"
-
-/* systemd sets $JOURNAL_STREAM to the device:inode of the stream it connected. */
-static bool stderr_is_journal(void) {
-        const char *e = getenv("JOURNAL_STREAM");
-        unsigned long long dev, ino;
-        struct stat st;
-
-        if (!e || sscanf(e, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) < 0)
-                return false;
-        return st.st_dev == dev && st.st_ino == ino;
-}
 
 /* A monitoring system reads stdout only: say UNKNOWN there too. */
 static int fail_once_aware(const struct cli_args *args, int status, const char *what, const char *error) {
@@ -42,7 +31,7 @@ int main(int argc, char **argv) {
         _cleanup_free_ char *error = NULL;
         int r;
 
-        log_set_syslog_prefix(stderr_is_journal());
+        log_set_syslog_prefix(output_stderr_is_journal());
 
         /* The client secret and the bearer tokens live in this process's memory. A
          * core dump (core_pattern, systemd-coredump) would put them in a file on

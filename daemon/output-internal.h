@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <sys/uio.h>
 
-#include "config.h"
+#include "output.h"
 #include "model.h"
 
 struct output;

@@ -1,17 +1,37 @@
 /* output.c: picks the output for the way s3mond was started and dispatches
  * each record to it. Knows no record layout (finding.c) nor transport detail. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <syslog.h>
 #include <unistd.h>
 
+#include "macro.h"
 #include "output-internal.h"
 #include "output.h"
 
-/* systemd sets JOURNAL_STREAM to "dev:ino" of the stream it connected to
- * stderr; if stderr was redirected since, it no longer matches. */
-static bool stderr_is_journal(void) {
+static const char *const output_names[] = {
+        [OUTPUT_AUTO] = "auto",
+        [OUTPUT_JOURNAL] = "journal",
+        [OUTPUT_SYSLOG] = "syslog",
+        [OUTPUT_STDERR] = "stderr",
+        [OUTPUT_JSON] = "json",
+};
+
+const char *output_kind_to_string(enum output_kind k) {
+        return (size_t) k < ELEMENTSOF(output_names) ? output_names[k] : NULL;
+}
+
+int output_kind_from_string(const char *s) {
+        for (size_t i = 0; s && i < ELEMENTSOF(output_names); i++)
+                if (strcmp(output_names[i], s) == 0)
+                        return (int) i;
+        return -EINVAL;
+}
+
+bool output_stderr_is_journal(void) {
         const char *e = getenv("JOURNAL_STREAM");
         unsigned long long dev, ino;
         struct stat st;
@@ -28,7 +48,7 @@ enum output_kind output_resolve_kind(enum output_kind kind) {
 
         if (kind != OUTPUT_AUTO)
                 return kind;
-        if (stderr_is_journal())
+        if (output_stderr_is_journal())
                 return OUTPUT_JOURNAL;
         invocation = getenv("INVOCATION_ID");
         if (invocation && *invocation && !isatty(STDERR_FILENO))

@@ -3,13 +3,28 @@
  * caller (monitor, --once) decides what to do when an output fails. */
 #pragma once
 
+#include <stdbool.h>
 #include <stdio.h>
 
-#include "config.h"
 #include "macro.h"
 #include "model.h"
 
 struct output;
+
+enum output_kind {
+        OUTPUT_AUTO,    /* journal under systemd, stderr otherwise */
+        OUTPUT_JOURNAL,
+        OUTPUT_SYSLOG,
+        OUTPUT_STDERR,
+        OUTPUT_JSON,
+};
+
+const char *output_kind_to_string(enum output_kind k);
+int output_kind_from_string(const char *s);     /* "auto", "journal", ...; -EINVAL if unknown */
+
+/* Whether stderr is the stream systemd connected to the journal: $JOURNAL_STREAM
+ * names its device and inode (a redirection since then no longer matches). */
+bool output_stderr_is_journal(void);
 
 /* OUTPUT_AUTO becomes OUTPUT_JOURNAL when s3mond runs as a systemd service
  * ($JOURNAL_STREAM names our stderr, or $INVOCATION_ID is set and stderr is
