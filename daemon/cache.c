@@ -9,17 +9,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "cache.h"
 #include "guid.h"
-#include "rows.h"
-
-/* qsort() that accepts an empty (NULL) array. */
-static void sort(void *base, size_t n, size_t size, int (*compare)(const void *, const void *)) {
-        if (n > 1)
-                qsort(base, n, size, compare);
-}
+#include "suspect.h"
 
 struct mailbox_entry {
         int64_t last_success_on;
@@ -117,7 +110,7 @@ static int pick_compare(const void *a, const void *b) {
 static size_t picks_settle(struct pick *p, size_t n) {
         size_t k = 0;
 
-        sort(p, n, sizeof(*p), pick_compare);
+        qsort_safe(p, n, sizeof(*p), pick_compare);
         for (size_t i = 0; i < n; i++) {
                 if (k > 0 && strcmp(p[k - 1].id, p[i].id) == 0)
                         k--;
@@ -197,7 +190,7 @@ static int mailboxes_merge(struct cache *c, const struct mailbox_row *rows, size
                 picks[n_picks].index = i;
                 n_picks++;
         }
-        sort(picks, n_picks, sizeof(*picks), mailbox_pick_compare);
+        qsort_safe(picks, n_picks, sizeof(*picks), mailbox_pick_compare);
         for (i = 0, j = 0; i < n_picks; i++) {
                 if (j > 0 && memcmp(picks[j - 1].entry.id, picks[i].entry.id, 16) == 0)
                         j--;
@@ -342,18 +335,13 @@ bool cache_mailbox_get(const struct cache *c, const char *id, struct cache_mailb
 
 /* ---- workflows ----------------------------------------------------------- */
 
-static bool is_item_entity(const char *entity) {
-        return entity && item_type_from_string(entity) > 0;
-}
-
+/* Kept: what could be a suspect of some alert (the one rule, suspect.h). */
 static bool workflow_is_candidate(const struct workflow_row *w) {
-        return w->type == 1 && w->category == 0 && w->statecode == 1 && w->mode == 1 &&
-               is_item_entity(w->primary_entity) &&
-               (w->trigger_on_create || (w->trigger_on_update_attributes && *w->trigger_on_update_attributes));
+        return suspect_workflow_message(w, ITEM_ALL, true) != NULL;
 }
 
 static bool workflow_is_activation(const struct workflow_row *w) {
-        return w->type == 2 && w->category == 0 && w->parent_id;
+        return w->type == WORKFLOW_TYPE_ACTIVATION && w->category == WORKFLOW_CATEGORY_WORKFLOW && w->parent_id;
 }
 
 static int workflow_compare(const void *a, const void *b) {
@@ -428,11 +416,11 @@ static int workflows_merge(struct cache *c, struct workflow_row *rows, size_t n,
         for (i = 0; i < n; i++)
                 workflow_row_done(&rows[i]);
 
-        sort(defs, n_defs, sizeof(*defs), workflow_compare);
-        sort(acts, n_acts, sizeof(*acts), workflow_compare);
+        qsort_safe(defs, n_defs, sizeof(*defs), workflow_compare);
+        qsort_safe(acts, n_acts, sizeof(*acts), workflow_compare);
         for (i = 0; i < n_acts; i++)
                 by_parent[i] = &acts[i];
-        sort(by_parent, n_acts, sizeof(*by_parent), activation_parent_compare);
+        qsort_safe(by_parent, n_acts, sizeof(*by_parent), activation_parent_compare);
 
         free(c->definitions);
         free(c->activations);
@@ -512,15 +500,13 @@ const char *cache_workflow_definition_of(const struct cache *c, const char *proc
 
         if (!w)
                 return NULL;
-        return w->type == 2 ? w->parent_id : w->id;
+        return w->type == WORKFLOW_TYPE_ACTIVATION ? w->parent_id : w->id;
 }
 
 /* ---- steps --------------------------------------------------------------- */
 
 static bool step_is_candidate(const struct step_row *s) {
-        return s->mode == 0 && s->statecode == 0 && s->customization_level == 1 && s->message &&
-               (strcasecmp(s->message, "Create") == 0 || strcasecmp(s->message, "Update") == 0) &&
-               (!s->primary_entity || is_item_entity(s->primary_entity));
+        return suspect_step_message(s, ITEM_ALL, true) != NULL;
 }
 
 static int step_compare(const void *a, const void *b) {
@@ -566,7 +552,7 @@ static int steps_merge(struct cache *c, struct step_row *rows, size_t n, bool ke
         }
         for (i = 0; i < n; i++)
                 step_row_done(&rows[i]);
-        sort(steps, n_steps, sizeof(*steps), step_compare);
+        qsort_safe(steps, n_steps, sizeof(*steps), step_compare);
 
         free(c->steps);
         c->steps = TAKE_PTR(steps);

@@ -19,13 +19,7 @@
 
 #include "correlate.h"
 #include "detect.h"
-#include "schema.h"
-
-/* qsort() that accepts an empty (NULL) array. */
-static void sort(void *base, size_t n, size_t size, int (*compare)(const void *, const void *)) {
-        if (n > 1)
-                qsort(base, n, size, compare);
-}
+#include "suspect.h"
 
 /* Culprit names listed in a remedy line before "and N more". */
 #define REMEDY_MAX_NAMES 3
@@ -38,6 +32,7 @@ static const enum item_type act_types[] = { ITEM_APPOINTMENT, ITEM_CONTACT, ITEM
 struct items {
         const char *entities[3];
         size_t n;
+        unsigned types;         /* the same, as enum item_type flags */
 };
 
 static unsigned effective_item_types(const struct correlate_params *p) {
@@ -49,11 +44,14 @@ static struct items alert_items(const struct alert *a, const struct correlate_pa
 
         if (a->kind != ALERT_KIND_ACT) {
                 it.entities[it.n++] = "email";
+                it.types = ITEM_EMAIL;
                 return it;
         }
         for (size_t i = 0; i < ELEMENTSOF(act_entities); i++)
-                if (effective_item_types(p) & act_types[i])
+                if (effective_item_types(p) & act_types[i]) {
                         it.entities[it.n++] = act_entities[i];
+                        it.types |= act_types[i];
+                }
         return it;
 }
 
@@ -84,36 +82,13 @@ static void suspects_done(struct suspects *s) {
         *s = (struct suspects) {};
 }
 
-static bool workflow_is_suspect(const struct workflow_row *w, bool act, const struct items *it,
-                                const char **ret_message) {
-        bool on_update = w->trigger_on_update_attributes && *w->trigger_on_update_attributes;
-
-        if (w->category != 0 || w->type != 1 || w->statecode != 1 || w->mode != 1 ||
-            !items_have(it, w->primary_entity))
-                return false;
-        if (w->trigger_on_create)
-                *ret_message = "Create";
-        else if (act && on_update)
-                *ret_message = "Update";
-        else
-                return false;
-        return true;
-}
-
-static bool step_is_suspect(const struct step_row *s, bool act, const struct items *it) {
-        if (s->mode != 0 || s->statecode != 0 || s->customization_level != 1 || !s->message)
-                return false;
-        if (strcasecmp(s->message, "Create") != 0 && !(act && strcasecmp(s->message, "Update") == 0))
-                return false;
-        return !s->primary_entity || items_have(it, s->primary_entity);
-}
-
 static int suspects_find(const struct cache *cc, bool act, const struct items *it, struct suspects *ret) {
         size_t n_workflows, n_steps, n = 0;
         const struct workflow_row *workflows = cache_workflow_definitions(cc, &n_workflows);
         const struct step_row *steps = cache_steps(cc, &n_steps);
         const char *message;
 
+        /* act: an ACT alert's items are created or updated by the sync */
         *ret = (struct suspects) {};
         if (it->n == 0 || n_workflows + n_steps == 0)
                 return 0;
@@ -121,7 +96,7 @@ static int suspects_find(const struct cache *cc, bool act, const struct items *i
         if (!ret->v)
                 return -ENOMEM;
         for (size_t i = 0; i < n_workflows; i++)
-                if (workflow_is_suspect(&workflows[i], act, it, &message))
+                if ((message = suspect_workflow_message(&workflows[i], it->types, act)))
                         ret->v[n++] = (struct suspect) {
                                 .kind = CULPRIT_WORKFLOW,
                                 .workflow = &workflows[i],
@@ -129,11 +104,11 @@ static int suspects_find(const struct cache *cc, bool act, const struct items *i
                                 .entity = workflows[i].primary_entity,
                         };
         for (size_t i = 0; i < n_steps; i++)
-                if (step_is_suspect(&steps[i], act, it))
+                if ((message = suspect_step_message(&steps[i], it->types, act)))
                         ret->v[n++] = (struct suspect) {
                                 .kind = CULPRIT_PLUGIN_STEP,
                                 .step = &steps[i],
-                                .message = strcasecmp(steps[i].message, "Create") == 0 ? "Create" : "Update",
+                                .message = message,
                                 .entity = steps[i].primary_entity,
                         };
         ret->n = n;
@@ -159,7 +134,7 @@ static int id_list_settle(const char **ids, size_t n, char ***ret, size_t *ret_n
         *ret_n = 0;
         if (n == 0)
                 return 0;
-        sort(ids, n, sizeof(*ids), string_compare);
+        qsort_safe(ids, n, sizeof(*ids), string_compare);
         *ret = calloc(n, sizeof(**ret));
         if (!*ret)
                 return -ENOMEM;
@@ -358,7 +333,7 @@ static int group_refs(struct keyed_ref *k, size_t n, struct ref **ret_refs, stru
         *ret_n_groups = 0;
         if (n == 0)
                 return 0;
-        sort(k, n, sizeof(*k), keyed_ref_compare);
+        qsort_safe(k, n, sizeof(*k), keyed_ref_compare);
         refs = calloc(n, sizeof(*refs));
         groups = calloc(n, sizeof(*groups));
         if (!refs || !groups) {
@@ -435,7 +410,7 @@ int correlate_evidence_new(const struct cache *cc, const struct session_row *ses
                 const struct session_row *s = &sessions[i];
                 const char *definition;
 
-                if (s->statuscode != DV_STATUS_SESSION_FAILED || !s->process_id || !s->id)
+                if (s->statuscode != SESSION_STATUS_FAILED || !s->process_id || !s->id)
                         continue;
                 definition = cc ? cache_workflow_definition_of(cc, s->process_id) : NULL;
                 k[n++] = (struct keyed_ref) { definition ? definition : s->process_id, { s->at, s->id, s, NULL } };
@@ -446,7 +421,7 @@ int correlate_evidence_new(const struct cache *cc, const struct session_row *ses
         n = 0;
         for (size_t i = 0; i < n_traces; i++) {
                 const struct trace_row *t = &traces[i];
-                if (t->mode == 0 && t->step_id && t->id && t->exception && *t->exception)
+                if (t->mode == TRACE_MODE_SYNCHRONOUS && t->step_id && t->id && t->exception && *t->exception)
                         k[n++] = (struct keyed_ref) { t->step_id, { t->at, t->id, t, NULL } };
         }
         r = index_refs(k, n, false, &e->traces, &e->n_traces, &e->trace_groups, &e->n_trace_groups);
@@ -716,7 +691,7 @@ static int suspect_memo_build(struct suspect_memo *m, const struct cache *cc, bo
                 m->n++;
         }
         suspects_done(&s);
-        sort(m->v, m->n, sizeof(*m->v), memo_entry_compare);
+        qsort_safe(m->v, m->n, sizeof(*m->v), memo_entry_compare);
         m->cc = cc;
         m->item_types = item_types;
         m->valid = true;

@@ -17,6 +17,7 @@
 #include "guid.h"
 #include "http.h"
 #include "log.h"
+#include "model.h"
 #include "odata.h"
 #include "schema.h"
 #include "strutil.h"
@@ -157,7 +158,7 @@ static int url_for(const char *env_url, enum dv_query_kind kind, const struct dv
                 odata_select(q, DV_SELECT_TRACELOGS);
                 if (a->since > 0)
                         odata_filter_cmp_datetime(f, "modifiedon", "ge", a->since);
-                odata_filter_cmp_int(f, "level", "ge", 2);
+                odata_filter_cmp_int(f, "level", "ge", TRACELOG_LEVEL_WARNING);
                 odata_orderby(q, "modifiedon asc,tracelogid asc");
                 break;
         case DV_QUERY_MAILBOXES:
@@ -168,17 +169,17 @@ static int url_for(const char *env_url, enum dv_query_kind kind, const struct dv
                 break;
         case DV_QUERY_WORKFLOWS:
                 odata_select(q, DV_SELECT_WORKFLOWS);
-                odata_filter_eq_int(f, "category", 0);
+                odata_filter_eq_int(f, "category", WORKFLOW_CATEGORY_WORKFLOW);
                 any = odata_filter_or(f);
-                odata_filter_eq_int(any, "type", 1);
-                odata_filter_eq_int(any, "type", 2);
+                odata_filter_eq_int(any, "type", WORKFLOW_TYPE_DEFINITION);
+                odata_filter_eq_int(any, "type", WORKFLOW_TYPE_ACTIVATION);
                 if (a->since > 0)
                         odata_filter_cmp_datetime(f, "modifiedon", "ge", a->since);
                 odata_orderby(q, "modifiedon asc,workflowid asc");
                 break;
         case DV_QUERY_STEPS:
                 odata_select(q, DV_SELECT_STEPS);
-                odata_filter_eq_int(f, "customizationlevel", 1);
+                odata_filter_eq_int(f, "customizationlevel", STEP_CUSTOMIZATION_CUSTOM);
                 if (a->since > 0)
                         odata_filter_cmp_datetime(f, "modifiedon", "ge", a->since);
                 odata_expand(q, DV_EXPAND_STEPS);
@@ -186,7 +187,7 @@ static int url_for(const char *env_url, enum dv_query_kind kind, const struct dv
                 break;
         case DV_QUERY_FAILED_SESSIONS:
                 odata_select(q, DV_SELECT_SESSIONS);
-                odata_filter_eq_int(f, "statuscode", DV_STATUS_SESSION_FAILED);
+                odata_filter_eq_int(f, "statuscode", SESSION_STATUS_FAILED);
                 odata_filter_cmp_datetime(f, "createdon", "ge", a->from);
                 odata_filter_cmp_datetime(f, "createdon", "le", a->to);
                 any = odata_filter_or(f);
@@ -196,7 +197,7 @@ static int url_for(const char *env_url, enum dv_query_kind kind, const struct dv
                 break;
         case DV_QUERY_PLUGIN_TRACES:
                 odata_select(q, DV_SELECT_TRACES);
-                odata_filter_eq_int(f, "mode", 0);
+                odata_filter_eq_int(f, "mode", TRACE_MODE_SYNCHRONOUS);
                 odata_filter_ne_null(f, "exceptiondetails");
                 odata_filter_cmp_datetime(f, "createdon", "ge", a->from);
                 odata_filter_cmp_datetime(f, "createdon", "le", a->to);

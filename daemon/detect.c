@@ -9,12 +9,6 @@
 
 #include "detect.h"
 
-/* qsort() that accepts an empty (NULL) array. */
-static void sort(void *base, size_t n, size_t size, int (*compare)(const void *, const void *)) {
-        if (n > 1)
-                qsort(base, n, size, compare);
-}
-
 #define CODE_DECIMAL "-2147220956"
 #define CODE_HEX "0x80040224"
 
@@ -227,7 +221,7 @@ int detect_tracelog(const struct tracelog_row *row, const struct cache *cc, stru
                 .at = row->modified_on ? row->modified_on : row->created_on,
         };
 
-        if (!row->id || row->level < 2 || !regards_mailbox(row, cc))
+        if (!row->id || row->level < TRACELOG_LEVEL_WARNING || !regards_mailbox(row, cc))
                 return 0;
         if (!detect_text_carries_code(row->text) && !detect_text_carries_code(row->errordetails))
                 return 0;
@@ -244,7 +238,7 @@ int detect_tracelog(const struct tracelog_row *row, const struct cache *cc, stru
 int detect_mailbox(const struct mailbox_row *row, struct alert *ret) {
         struct alert a = {
                 .source = ALERT_SOURCE_MAILBOX,
-                .level = 2,
+                .level = TRACELOG_LEVEL_WARNING,
                 .code = S3_ERROR_CODE,
                 .created_on = row->last_error_on ? row->last_error_on : row->modified_on,
                 .at = row->last_error_on ? row->last_error_on : row->modified_on,
@@ -347,7 +341,7 @@ int detect_alerts(const struct tracelog_row *tracelogs, size_t n_tracelogs,
                         goto fail;
                 n += r;
         }
-        sort(alerts, n, sizeof(*alerts), alert_id_latest_compare);
+        qsort_safe(alerts, n, sizeof(*alerts), alert_id_latest_compare);
         n = n_tl = drop_older(alerts, dedupe_sorted(alerts, n), p->since);
 
         if (n_tl > 0) {
@@ -358,7 +352,7 @@ int detect_alerts(const struct tracelog_row *tracelogs, size_t n_tracelogs,
                 }
                 for (i = 0; i < n_tl; i++)
                         alerted[i] = alerts[i].mailbox_id;
-                sort(alerted, n_tl, sizeof(*alerted), string_compare);
+                qsort_safe(alerted, n_tl, sizeof(*alerted), string_compare);
         }
         for (i = 0; i < n_mailboxes; i++) {
                 const char *id = mailboxes[i].id;
@@ -372,9 +366,9 @@ int detect_alerts(const struct tracelog_row *tracelogs, size_t n_tracelogs,
                 n += r;
         }
         n_mb = n - n_tl;
-        sort(alerts + n_tl, n_mb, sizeof(*alerts), alert_id_latest_compare);
+        qsort_safe(alerts + n_tl, n_mb, sizeof(*alerts), alert_id_latest_compare);
         n = n_tl + drop_older(alerts + n_tl, dedupe_sorted(alerts + n_tl, n_mb), p->since);
-        sort(alerts, n, sizeof(*alerts), alert_time_compare);
+        qsort_safe(alerts, n, sizeof(*alerts), alert_time_compare);
         if (n == 0)
                 alerts = mfree(alerts);
         else if (n < n_tracelogs + n_mailboxes) {

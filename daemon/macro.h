@@ -55,6 +55,12 @@ static inline void closep(int *fd) {
                         func(*p);                    \
         }
 
+/* qsort() that accepts an empty (NULL) array, as qsort() itself does not. */
+static inline void qsort_safe(void *base, size_t n, size_t size, int (*compare)(const void *, const void *)) {
+        if (n > 1)
+                qsort(base, n, size, compare);
+}
+
 static inline const char *strempty(const char *s) {
         return s ? s : "";
 }

@@ -55,6 +55,87 @@ int item_type_from_string(const char *s) {
         return -EINVAL;
 }
 
+/* ---- rows ---------------------------------------------------------------- */
+
+void tracelog_row_done(struct tracelog_row *r) {
+        if (!r)
+                return;
+        free(r->id);
+        free(r->regarding_id);
+        free(r->regarding_type);
+        free(r->text);
+        free(r->errordetails);
+        *r = (struct tracelog_row) {};
+}
+
+void mailbox_row_done(struct mailbox_row *r) {
+        if (!r)
+                return;
+        free(r->id);
+        free(r->name);
+        free(r->email);
+        free(r->last_error);
+        *r = (struct mailbox_row) {};
+}
+
+void workflow_row_done(struct workflow_row *r) {
+        if (!r)
+                return;
+        free(r->id);
+        free(r->name);
+        free(r->parent_id);
+        free(r->primary_entity);
+        free(r->trigger_on_update_attributes);
+        *r = (struct workflow_row) {};
+}
+
+void step_row_done(struct step_row *r) {
+        if (!r)
+                return;
+        free(r->id);
+        free(r->name);
+        free(r->message);
+        free(r->primary_entity);
+        free(r->plugin_type);
+        *r = (struct step_row) {};
+}
+
+void session_row_done(struct session_row *r) {
+        if (!r)
+                return;
+        free(r->id);
+        free(r->process_id);
+        free(r->error);
+        *r = (struct session_row) {};
+}
+
+void trace_row_done(struct trace_row *r) {
+        if (!r)
+                return;
+        free(r->id);
+        free(r->step_id);
+        free(r->message);
+        free(r->primary_entity);
+        free(r->type_name);
+        free(r->exception);
+        *r = (struct trace_row) {};
+}
+
+#define DEFINE_ROWS_FREE(type, free_many, done)                 \
+        void free_many(struct type *rows, size_t n) {           \
+                for (size_t i = 0; rows && i < n; i++)          \
+                        done(&rows[i]);                         \
+                free(rows);                                     \
+        }
+DEFINE_ROWS_FREE(tracelog_row, tracelog_rows_free, tracelog_row_done)
+DEFINE_ROWS_FREE(mailbox_row, mailbox_rows_free, mailbox_row_done)
+DEFINE_ROWS_FREE(workflow_row, workflow_rows_free, workflow_row_done)
+DEFINE_ROWS_FREE(step_row, step_rows_free, step_row_done)
+DEFINE_ROWS_FREE(session_row, session_rows_free, session_row_done)
+DEFINE_ROWS_FREE(trace_row, trace_rows_free, trace_row_done)
+
+/* ---- conclusions ---------------------------------------------------------- */
+
 void alert_done(struct alert *a) {
         if (!a)
                 return;

@@ -1,7 +1,7 @@
 /* model.h: the data s3mond reasons about (typed rows, alerts, findings and
- * the other events it reports), shared by engine, state and outputs.
- * Plain structs. Every pointer is owned by the struct that holds it and is
- * released by that struct's _done() or _free() in the module that fills it. */
+ * the other events it reports), shared by engine, state and outputs, and the
+ * Dataverse values the engine's rules read. Plain structs. Every pointer is
+ * owned by the struct that holds it and is released by its _done() or _free(). */
 #pragma once
 
 #include <stdbool.h>
@@ -21,8 +21,24 @@ enum item_type {
         ITEM_TASK = 1u << 3,
 };
 #define ITEM_ACT (ITEM_APPOINTMENT | ITEM_CONTACT | ITEM_TASK)
+#define ITEM_ALL (ITEM_EMAIL | ITEM_ACT)
 
-/* ---- rows as polled (parsed from JSON by rows.c) ---------------------- */
+/* ---- the Dataverse option set values the rules read (DESIGN §1) ---------- */
+
+#define TRACELOG_LEVEL_WARNING 2        /* tracelog.level: 1 information, 2 warning, 3 error */
+#define SYNC_STATUS_SUCCESS 1           /* mailbox incomingemailstatus, actstatus */
+#define WORKFLOW_CATEGORY_WORKFLOW 0    /* workflow.category: not a dialog, action, flow... */
+#define WORKFLOW_TYPE_DEFINITION 1      /* workflow.type */
+#define WORKFLOW_TYPE_ACTIVATION 2
+#define WORKFLOW_STATE_ACTIVATED 1      /* workflow.statecode */
+#define WORKFLOW_MODE_REALTIME 1        /* workflow.mode: 0 background, 1 real-time */
+#define STEP_MODE_SYNCHRONOUS 0         /* sdkmessageprocessingstep.mode */
+#define STEP_STATE_ENABLED 0            /* sdkmessageprocessingstep.statecode */
+#define STEP_CUSTOMIZATION_CUSTOM 1     /* sdkmessageprocessingstep.customizationlevel: 0 system */
+#define SESSION_STATUS_FAILED 6         /* processsession.statuscode */
+#define TRACE_MODE_SYNCHRONOUS 0        /* plugintracelog.mode */
+
+/* ---- rows as polled (parsed from JSON by the dataverse layer's rows.c) --- */
 
 struct tracelog_row {
         char *id;              /* tracelogid */
@@ -185,6 +201,22 @@ const char *evidence_kind_to_string(enum evidence_kind k);
 const char *alert_source_to_string(enum alert_source s);
 const char *item_type_to_string(enum item_type t);     /* "email", ... */
 int item_type_from_string(const char *s);               /* flag, or -EINVAL */
+
+/* Release what a row owns and zero it; NULL and zeroed rows are fine. */
+void tracelog_row_done(struct tracelog_row *r);
+void mailbox_row_done(struct mailbox_row *r);
+void workflow_row_done(struct workflow_row *r);
+void step_row_done(struct step_row *r);
+void session_row_done(struct session_row *r);
+void trace_row_done(struct trace_row *r);
+
+/* _done() on each of the n rows, then free the array. */
+void tracelog_rows_free(struct tracelog_row *rows, size_t n);
+void mailbox_rows_free(struct mailbox_row *rows, size_t n);
+void workflow_rows_free(struct workflow_row *rows, size_t n);
+void step_rows_free(struct step_row *rows, size_t n);
+void session_rows_free(struct session_row *rows, size_t n);
+void trace_rows_free(struct trace_row *rows, size_t n);
 
 void alert_done(struct alert *a);
 void mailbox_info_done(struct mailbox_info *m);

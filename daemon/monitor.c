@@ -328,7 +328,7 @@ static void cycle_failed(struct cycle *c) {
  * keeps no time of the last good ACT sync). */
 static bool mailbox_receiving_again(const struct cache_mailbox *mb, const struct state_open_finding *f) {
         if (f->alert_kind == ALERT_KIND_ACT)
-                return mb->act_status == 1;
+                return mb->act_status == SYNC_STATUS_SUCCESS;
         return mb->last_success_on > f->last_at;
 }
 

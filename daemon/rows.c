@@ -339,72 +339,6 @@ static int parse_trace(const struct ctx *c, struct trace_row *t) {
         return 0;
 }
 
-/* ---- destructors --------------------------------------------------------- */
-
-void tracelog_row_done(struct tracelog_row *r) {
-        if (!r)
-                return;
-        free(r->id);
-        free(r->regarding_id);
-        free(r->regarding_type);
-        free(r->text);
-        free(r->errordetails);
-        *r = (struct tracelog_row) {};
-}
-
-void mailbox_row_done(struct mailbox_row *r) {
-        if (!r)
-                return;
-        free(r->id);
-        free(r->name);
-        free(r->email);
-        free(r->last_error);
-        *r = (struct mailbox_row) {};
-}
-
-void workflow_row_done(struct workflow_row *r) {
-        if (!r)
-                return;
-        free(r->id);
-        free(r->name);
-        free(r->parent_id);
-        free(r->primary_entity);
-        free(r->trigger_on_update_attributes);
-        *r = (struct workflow_row) {};
-}
-
-void step_row_done(struct step_row *r) {
-        if (!r)
-                return;
-        free(r->id);
-        free(r->name);
-        free(r->message);
-        free(r->primary_entity);
-        free(r->plugin_type);
-        *r = (struct step_row) {};
-}
-
-void session_row_done(struct session_row *r) {
-        if (!r)
-                return;
-        free(r->id);
-        free(r->process_id);
-        free(r->error);
-        *r = (struct session_row) {};
-}
-
-void trace_row_done(struct trace_row *r) {
-        if (!r)
-                return;
-        free(r->id);
-        free(r->step_id);
-        free(r->message);
-        free(r->primary_entity);
-        free(r->type_name);
-        free(r->exception);
-        *r = (struct trace_row) {};
-}
-
 /* ---- single rows and arrays, generated per table ------------------------- */
 
 /* The id as sent, for "row 3 (workflowid ...)" before it is parsed. */
@@ -429,11 +363,6 @@ static char *row_label(const char *table, size_t index, const char *id_column, c
                 }                                                                              \
                 *ret = t;                                                                      \
                 return 0;                                                                      \
-        }                                                                                      \
-        void free_many(struct type *rows, size_t n) {                                          \
-                for (size_t i = 0; rows && i < n; i++)                                         \
-                        done(&rows[i]);                                                        \
-                free(rows);                                                                    \
         }                                                                                      \
         int rows_parse_##many(const json_t *value, struct type **ret, size_t *ret_n,           \
                               char **ret_error) {                                              \

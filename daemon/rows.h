@@ -40,19 +40,3 @@ int rows_parse_workflows(const json_t *value, struct workflow_row **ret, size_t 
 int rows_parse_steps(const json_t *value, struct step_row **ret, size_t *ret_n, char **ret_error);
 int rows_parse_sessions(const json_t *value, struct session_row **ret, size_t *ret_n, char **ret_error);
 int rows_parse_traces(const json_t *value, struct trace_row **ret, size_t *ret_n, char **ret_error);
-
-/* Release what a row owns and zero it; NULL and zeroed rows are fine. */
-void tracelog_row_done(struct tracelog_row *r);
-void mailbox_row_done(struct mailbox_row *r);
-void workflow_row_done(struct workflow_row *r);
-void step_row_done(struct step_row *r);
-void session_row_done(struct session_row *r);
-void trace_row_done(struct trace_row *r);
-
-/* _done() on each of the n rows, then free the array. */
-void tracelog_rows_free(struct tracelog_row *rows, size_t n);
-void mailbox_rows_free(struct mailbox_row *rows, size_t n);
-void workflow_rows_free(struct workflow_row *rows, size_t n);
-void step_rows_free(struct step_row *rows, size_t n);
-void session_rows_free(struct session_row *rows, size_t n);
-void trace_rows_free(struct trace_row *rows, size_t n);

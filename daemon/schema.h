@@ -49,5 +49,3 @@
         "mailboxid", "tracelogid", "workflowid", "processsessionid",                    \
         "sdkmessageprocessingstepid", "sdkmessageid", "sdkmessagefilterid", "plugintypeid", \
         "plugintracelogid"
-
-#define DV_STATUS_SESSION_FAILED 6
