@@ -13,7 +13,7 @@
 
 #include "auth.h"
 #include "backoff.h"
-#include "config.h"
+#include "connection.h"
 #include "http.h"
 
 #define RENEW_AHEAD_SEC 300.0
@@ -304,14 +304,14 @@ static int start_request(struct auth *a) {
 
 /* ---- public ------------------------------------------------------------------- */
 
-int auth_new(struct http *http, const struct env_config *env, const struct auth_options *opt,
+int auth_new(struct http *http, const struct dv_connection *conn, const struct auth_options *opt,
              struct auth **ret) {
         _cleanup_free_ char *id = NULL, *secret = NULL, *scope = NULL, *scope_default = NULL;
         struct auth *a;
         int r;
 
-        if (!http || !env || !env->url || !env->client_id || !env->client_secret ||
-            (!env->token_url && !env->tenant))
+        if (!http || !conn || !conn->url || !conn->client_id || !conn->client_secret ||
+            (!conn->token_url && !conn->tenant))
                 return -EINVAL;
         a = calloc(1, sizeof(*a));
         if (!a)
@@ -321,19 +321,19 @@ int auth_new(struct http *http, const struct env_config *env, const struct auth_
         a->timeout_ms = opt ? opt->timeout_ms : 0;
         a->rng = opt && opt->seed ? opt->seed : (uint64_t) now_sec() * 1000003u ^ (uint64_t) (uintptr_t) a;
 
-        if (env->token_url)
-                a->token_url = strdup(env->token_url);
+        if (conn->token_url)
+                a->token_url = strdup(conn->token_url);
         else if (asprintf(&a->token_url, "%s/%s/oauth2/v2.0/token",
-                          env->authority ? env->authority : AUTH_DEFAULT_AUTHORITY, env->tenant) < 0)
+                          conn->authority ? conn->authority : AUTH_DEFAULT_AUTHORITY, conn->tenant) < 0)
                 a->token_url = NULL;
-        if (!env->scope && asprintf(&scope_default, "%s/.default", env->url) < 0)
+        if (!conn->scope && asprintf(&scope_default, "%s/.default", conn->url) < 0)
                 scope_default = NULL;
-        id = escape(env->client_id);
-        secret = escape(env->client_secret);
-        scope = escape(env->scope ? env->scope : strempty(scope_default));
-        a->secret = strdup(env->client_secret);
-        a->ca_file = env->ca_file ? strdup(env->ca_file) : NULL;
-        if (!a->token_url || !id || !secret || !scope || !a->secret || (env->ca_file && !a->ca_file)) {
+        id = escape(conn->client_id);
+        secret = escape(conn->client_secret);
+        scope = escape(conn->scope ? conn->scope : strempty(scope_default));
+        a->secret = strdup(conn->client_secret);
+        a->ca_file = conn->ca_file ? strdup(conn->ca_file) : NULL;
+        if (!a->token_url || !id || !secret || !scope || !a->secret || (conn->ca_file && !a->ca_file)) {
                 r = -ENOMEM;
                 goto fail;
         }

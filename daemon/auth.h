@@ -13,7 +13,7 @@
 #include "macro.h"
 
 struct http;
-struct env_config;
+struct dv_connection;
 struct auth;
 struct auth_waiter;
 
@@ -31,9 +31,9 @@ struct auth_options {
  * auth_error() has the words. */
 typedef void (*auth_done_fn)(struct auth *a, int error, const char *token, void *userdata);
 
-/* env is read now (url, tenant, client_id, client_secret, authority,
- * token_url, scope, ca_file, name) and not kept. */
-int auth_new(struct http *http, const struct env_config *env, const struct auth_options *opt,
+/* conn is read now (url, tenant, client_id, client_secret, authority,
+ * token_url, scope, ca_file) and not kept. */
+int auth_new(struct http *http, const struct dv_connection *conn, const struct auth_options *opt,
              struct auth **ret);
 /* Cancels the token request; waiters' callbacks are not called. */
 void auth_free(struct auth *a);

@@ -16,6 +16,7 @@
 #include <syslog.h>
 
 #include "config.h"
+#include "connection.h"
 #include "guid.h"
 #include "macro.h"
 #include "model.h"
@@ -1031,6 +1032,20 @@ int config_load_selected(const char *path, char *const *names, size_t n, struct 
 }
 
 /* ---- using a loaded configuration --------------------------------------- */
+
+void config_env_connection(const struct env_config *e, struct dv_connection *ret) {
+        *ret = (struct dv_connection) {
+                .name = e->name,
+                .url = e->url,
+                .tenant = e->tenant,
+                .client_id = e->client_id,
+                .client_secret = e->client_secret,
+                .authority = e->authority,
+                .token_url = e->token_url,
+                .scope = e->scope,
+                .ca_file = e->ca_file,
+        };
+}
 
 int config_select_environments(struct s3_config *c, char *const *names, size_t n, char **ret_error) {
         size_t kept = 0;

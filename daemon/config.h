@@ -11,6 +11,8 @@
 #include "macro.h"
 #include "output.h"
 
+struct dv_connection;
+
 struct env_config {
         char *name;             /* [A-Za-z0-9._-]{1,64} */
         char *url;              /* https:// (http:// for loopback only), no trailing slash */
@@ -69,6 +71,10 @@ int config_select_environments(struct s3_config *c, char *const *names, size_t n
  * secret shows as the file it came from, never itself (not even its length).
  * The output loads again as the same configuration. 0 or -EIO. */
 int config_dump(const struct s3_config *c, FILE *f);
+
+/* What the Dataverse client and its token cache need of an environment; the
+ * strings stay e's. */
+void config_env_connection(const struct env_config *e, struct dv_connection *ret);
 
 /* [A-Za-z0-9._-]{1,64}, not "." or "..": environment names name files. */
 bool config_environment_name_is_valid(const char *name);

@@ -7,13 +7,13 @@
  * are the engine's, the bytes the client's, the records the sink's. */
 #include <errno.h>
 #include <ev.h>
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cache.h"
+#include "client.h"
+#include "connection.h"
 #include "correlate.h"
-#include "dataverse.h"
 #include "detect.h"
 #include "log.h"
 #include "metrics.h"
@@ -89,7 +89,8 @@ struct cycle {
         int error;
         char *error_query;
         char *error_message;
-        json_t *tracelogs, *mailboxes, *workflows, *steps, *sessions, *traces;
+        /* The rows of this cycle's queries, collected page by page. */
+        struct rows tracelogs, mailboxes, workflows, steps, sessions, traces;
         bool full_mailboxes, full_config;
         struct alert *alerts;
         size_t n_alerts;
@@ -124,33 +125,43 @@ static void cycle_free(struct cycle *c) {
                 return;
         free(c->error_query);
         free(c->error_message);
-        json_decref(c->tracelogs);
-        json_decref(c->mailboxes);
-        json_decref(c->workflows);
-        json_decref(c->steps);
-        json_decref(c->sessions);
-        json_decref(c->traces);
+        rows_done(&c->tracelogs);
+        rows_done(&c->mailboxes);
+        rows_done(&c->workflows);
+        rows_done(&c->steps);
+        rows_done(&c->sessions);
+        rows_done(&c->traces);
         alerts_free(c->alerts, c->n_alerts);
         free(c->todo);
         free(c);
 }
 
-/* Store a query's rows in *slot, or its failure (the first one wins). */
-static void cycle_take(struct cycle *c, const char *query, struct dv_result *r, json_t **slot) {
+static void cycle_error(struct cycle *c, const char *query, int error, const char *message) {
+        if (c->error != 0)
+                return; /* the first one wins */
+        c->error = error;
+        c->error_query = strdup(query);
+        c->error_message = strdup(message ? message : strerror(-error));
+}
+
+/* A query is over: count its requests, note its failure. */
+static void cycle_take(struct cycle *c, const char *query, struct dv_result *r) {
         struct env_monitor *em = c->env;
         double per_request = (ev_now(em->monitor->loop) - c->phase_started) / (r->requests ? r->requests : 1);
 
         /* The client reports a query, not its requests: each gets the mean. */
         for (unsigned i = 0; i < r->requests; i++)
                 metrics_observe_latency(em->metrics, per_request);
-        if (r->error < 0) {
-                if (c->error == 0) {
-                        c->error = r->error;
-                        c->error_query = strdup(query);
-                        c->error_message = strdup(r->message ? r->message : strerror(-r->error));
-                }
-        } else
-                *slot = json_incref(r->rows);
+        if (r->error < 0)
+                cycle_error(c, query, r->error, r->message);
+}
+
+/* A page of a query: its rows join the cycle's. */
+static void cycle_collect(struct cycle *c, const char *query, struct dv_page *page, struct rows *into) {
+        int r = rows_append(into, &page->rows);
+
+        if (r < 0)
+                cycle_error(c, query, r, NULL);
 }
 
 static void cycle_phase(struct cycle *c, void (*then)(struct cycle *c)) {
@@ -165,9 +176,13 @@ static void cycle_arrived(struct cycle *c) {
 }
 
 #define DEFINE_TAKE(field, query)                                                           \
+        static void on_##field##_page(struct dv_client *dv, struct dv_page *page, void *userdata) { \
+                struct cycle *c = userdata;                                                 \
+                cycle_collect(c, query, page, &c->field);                                   \
+        }                                                                                   \
         static void on_##field(struct dv_client *dv, struct dv_result *r, void *userdata) { \
                 struct cycle *c = userdata;                                                 \
-                cycle_take(c, query, r, &c->field);                                         \
+                cycle_take(c, query, r);                                                    \
                 cycle_arrived(c);                                                           \
         }
 DEFINE_TAKE(tracelogs, "tracelogs")
@@ -183,49 +198,7 @@ static void cycle_started(struct cycle *c, const char *query, int r) {
                 c->pending++;
                 return;
         }
-        if (c->error == 0) {
-                c->error = r;
-                c->error_query = strdup(query);
-                c->error_message = strdup(strerror(-r));
-        }
-}
-
-/* Parse the rows of one table one by one: a row the parser refuses is
- * logged and skipped so one odd row never stops an environment. */
-#define DEFINE_PARSE_EACH(name, type, parser, done_fn)                                         \
-        static type *parse_##name(const struct env_monitor *em, const json_t *value, size_t *ret_n) { \
-                size_t n = json_array_size(value), k = 0, i;                                    \
-                type *rows = n ? calloc(n, sizeof(type)) : NULL;                                \
-                json_t *row;                                                                    \
-                *ret_n = 0;                                                                     \
-                if (n && !rows)                                                                 \
-                        return NULL;                                                            \
-                json_array_foreach(value, i, row) {                                             \
-                        _cleanup_free_ char *error = NULL;                                      \
-                        if (parser(row, &rows[k], &error) < 0) {                                \
-                                log_warning("%s: %s row %zu skipped: %s", env_name(em), #name, i, \
-                                            strempty(error));                                   \
-                                continue;                                                       \
-                        }                                                                       \
-                        k++;                                                                    \
-                }                                                                               \
-                *ret_n = k;                                                                     \
-                return rows;                                                                    \
-        }
-DEFINE_PARSE_EACH(tracelogs, struct tracelog_row, rows_parse_tracelog, tracelog_row_done)
-DEFINE_PARSE_EACH(mailboxes, struct mailbox_row, rows_parse_mailbox, mailbox_row_done)
-DEFINE_PARSE_EACH(workflows, struct workflow_row, rows_parse_workflow, workflow_row_done)
-DEFINE_PARSE_EACH(steps, struct step_row, rows_parse_step, step_row_done)
-DEFINE_PARSE_EACH(sessions, struct session_row, rows_parse_session, session_row_done)
-DEFINE_PARSE_EACH(traces, struct trace_row, rows_parse_trace, trace_row_done)
-
-/* The typed rows are copies: free the response's JSON at once. A first
- * cycle holds it otherwise until its end, after the evidence: 2,000
- * mailboxes are some 2.5 MB of jansson objects, times every environment
- * in its first cycle at the same time. */
-static void drop_json(json_t **j) {
-        json_decref(*j);
-        *j = NULL;
+        cycle_error(c, query, r, NULL);
 }
 
 static time_t since_overlap(time_t watermark) {
@@ -449,9 +422,6 @@ static int note_finding(struct env_monitor *em, const struct finding *f, const s
 static void cycle_correlate(struct cycle *c) {
         struct env_monitor *em = c->env;
         struct monitor *m = em->monitor;
-        struct session_row *sessions = NULL;
-        struct trace_row *traces = NULL;
-        size_t n_sessions = 0, n_traces = 0;
         _cleanup_(correlate_evidence_freep) struct correlate_evidence *ev = NULL;
         struct correlate_params p = correlate_params_of(em);
         int r;
@@ -459,11 +429,8 @@ static void cycle_correlate(struct cycle *c) {
         if (c->error < 0)
                 return cycle_failed(c);
 
-        sessions = parse_sessions(em, c->sessions, &n_sessions);
-        traces = parse_traces(em, c->traces, &n_traces);
-        drop_json(&c->sessions);
-        drop_json(&c->traces);
-        r = correlate_evidence_new(em->cache, sessions, n_sessions, traces, n_traces, &ev);
+        r = correlate_evidence_new(em->cache, c->sessions.sessions, c->sessions.n, c->traces.traces, c->traces.n,
+                                   &ev);
         if (r < 0) {
                 log_error("%s: cannot index evidence: %s", env_name(em), strerror(-r));
                 goto out;
@@ -501,8 +468,9 @@ static void cycle_correlate(struct cycle *c) {
                 finding_free(f);
         }
 out:
-        session_rows_free(sessions, n_sessions);
-        trace_rows_free(traces, n_traces);
+        correlate_evidence_free(TAKE_PTR(ev)); /* it points into the rows */
+        rows_done(&c->sessions);
+        rows_done(&c->traces);
         cycle_finish(c);
 }
 
@@ -532,11 +500,11 @@ static void cycle_fetch_evidence(struct cycle *c) {
 
         cycle_phase(c, cycle_correlate);
         cycle_started(c, "processsessions",
-                      dv_query_failed_sessions(em->dv, (const char *const *) req.process_ids,
-                                               req.n_process_ids, req.from, req.to, on_sessions, c));
+                      dv_query_failed_sessions(em->dv, (const char *const *) req.process_ids, req.n_process_ids,
+                                               req.from, req.to, on_sessions_page, on_sessions, c));
         cycle_started(c, "plugintracelogs",
-                      dv_query_plugin_traces(em->dv, (const char *const *) req.step_ids, req.n_step_ids,
-                                             req.from, req.to, on_traces, c));
+                      dv_query_plugin_traces(em->dv, (const char *const *) req.step_ids, req.n_step_ids, req.from,
+                                             req.to, on_traces_page, on_traces, c));
         evidence_request_done(&req);
         cycle_arrived(c);
 }
@@ -545,24 +513,19 @@ static void cycle_fetch_evidence(struct cycle *c) {
 
 static void cycle_apply_config(struct cycle *c) {
         struct env_monitor *em = c->env;
-        struct workflow_row *wf;
-        struct step_row *steps;
-        size_t n_wf, n_steps;
+        struct rows *wf = &c->workflows, *steps = &c->steps;
         int r;
 
         if (c->error < 0)
                 return cycle_failed(c);
 
-        wf = parse_workflows(em, c->workflows, &n_wf);
-        steps = parse_steps(em, c->steps, &n_steps);
-        drop_json(&c->workflows);
-        drop_json(&c->steps);
-        r = c->full_config ? cache_replace_workflows(em->cache, wf, n_wf) : cache_update_workflows(em->cache, wf, n_wf);
+        r = c->full_config ? cache_replace_workflows(em->cache, wf->workflows, wf->n)
+                           : cache_update_workflows(em->cache, wf->workflows, wf->n);
         if (r >= 0)
-                r = c->full_config ? cache_replace_steps(em->cache, steps, n_steps)
-                                   : cache_update_steps(em->cache, steps, n_steps);
-        workflow_rows_free(wf, n_wf);
-        step_rows_free(steps, n_steps);
+                r = c->full_config ? cache_replace_steps(em->cache, steps->steps, steps->n)
+                                   : cache_update_steps(em->cache, steps->steps, steps->n);
+        rows_done(wf);
+        rows_done(steps);
         if (r < 0) {
                 c->error = r;
                 return cycle_finish(c);
@@ -594,8 +557,9 @@ static void cycle_refresh_config(struct cycle *c) {
         since_steps = c->full_config ? 0 : since_overlap(cache_watermark(em->cache, CACHE_STEPS));
 
         cycle_phase(c, cycle_apply_config);
-        cycle_started(c, "workflows", dv_query_workflows_since(em->dv, since_wf, on_workflows, c));
-        cycle_started(c, "sdkmessageprocessingsteps", dv_query_steps_since(em->dv, since_steps, on_steps, c));
+        cycle_started(c, "workflows", dv_query_workflows_since(em->dv, since_wf, on_workflows_page, on_workflows, c));
+        cycle_started(c, "sdkmessageprocessingsteps",
+                      dv_query_steps_since(em->dv, since_steps, on_steps_page, on_steps, c));
         cycle_arrived(c);
 }
 
@@ -684,9 +648,9 @@ static time_t detect_since(const struct env_monitor *em, time_t now) {
 
 static void cycle_detect(struct cycle *c) {
         struct env_monitor *em = c->env;
-        struct tracelog_row *tl = NULL;
-        struct mailbox_row *mb = NULL;
-        size_t n_tl = 0, n_mb = 0;
+        const struct tracelog_row *tl = c->tracelogs.tracelogs;
+        const struct mailbox_row *mb = c->mailboxes.mailboxes;
+        size_t n_tl = c->tracelogs.n, n_mb = c->mailboxes.n;
         struct mailbox_set open_mailboxes = {};
         struct detect_params dp;
         int r;
@@ -694,10 +658,6 @@ static void cycle_detect(struct cycle *c) {
         if (c->error < 0)
                 return cycle_failed(c);
 
-        mb = parse_mailboxes(em, c->mailboxes, &n_mb);
-        tl = parse_tracelogs(em, c->tracelogs, &n_tl);
-        drop_json(&c->mailboxes);
-        drop_json(&c->tracelogs);
         for (size_t i = 0; i < n_mb; i++)
                 if (mb[i].modified_on > c->max_mailbox_at)
                         c->max_mailbox_at = mb[i].modified_on;
@@ -719,8 +679,8 @@ static void cycle_detect(struct cycle *c) {
                 r = detect_alerts(tl, n_tl, mb, n_mb, &dp, &c->alerts, &c->n_alerts);
         }
         free(open_mailboxes.ids);
-        tracelog_rows_free(tl, n_tl);
-        mailbox_rows_free(mb, n_mb);
+        rows_done(&c->tracelogs);
+        rows_done(&c->mailboxes);
         if (r >= 0)
                 r = classify_alerts(c);
         if (r < 0) {
@@ -752,6 +712,12 @@ static void cycle_start(struct env_monitor *em) {
         }
         c->env = em;
         c->now = now_wall(m);
+        c->tracelogs.table = ROWS_TRACELOGS;
+        c->mailboxes.table = ROWS_MAILBOXES;
+        c->workflows.table = ROWS_WORKFLOWS;
+        c->steps.table = ROWS_STEPS;
+        c->sessions.table = ROWS_SESSIONS;
+        c->traces.table = ROWS_TRACES;
         em->cycle = c;
 
         wm = em->state ? state_watermark_get(em->state, STATE_WATERMARK_TRACELOGS) : 0;
@@ -761,8 +727,8 @@ static void cycle_start(struct env_monitor *em) {
         since_mb = c->full_mailboxes ? 0 : since_overlap(wm);
 
         cycle_phase(c, cycle_detect);
-        cycle_started(c, "tracelogs", dv_query_tracelogs_since(em->dv, since_tl, on_tracelogs, c));
-        cycle_started(c, "mailboxes", dv_query_mailboxes_since(em->dv, since_mb, on_mailboxes, c));
+        cycle_started(c, "tracelogs", dv_query_tracelogs_since(em->dv, since_tl, on_tracelogs_page, on_tracelogs, c));
+        cycle_started(c, "mailboxes", dv_query_mailboxes_since(em->dv, since_mb, on_mailboxes_page, on_mailboxes, c));
         cycle_arrived(c);
 }
 
@@ -820,8 +786,10 @@ static int env_monitor_new(struct monitor *m, const struct env_config *config, s
                 .max_backoff_sec = (double) m->config->interval_sec,
                 .retry_budget_sec = (double) m->config->interval_sec,
         };
+        struct dv_connection conn;
         int r;
 
+        config_env_connection(config, &conn);
         if (m->params.once) {
                 if (opt.retry_budget_sec > MONITOR_ONCE_RETRY_BUDGET_SEC)
                         opt.retry_budget_sec = MONITOR_ONCE_RETRY_BUDGET_SEC;
@@ -840,7 +808,7 @@ static int env_monitor_new(struct monitor *m, const struct env_config *config, s
         em->timer.data = em;
         r = cache_new(&em->cache);
         if (r >= 0)
-                r = dv_client_new(m->loop, m->http, config, &opt, &em->dv);
+                r = dv_client_new(m->loop, m->http, &conn, &opt, &em->dv);
         if (r < 0) {
                 if (asprintf(ret_error, "%s: cannot set up the client: %s", config->name, strerror(-r)) < 0)
                         *ret_error = NULL;
@@ -946,14 +914,11 @@ int monitor_start(struct monitor *m) {
 
 /* Same Dataverse, same credentials: state and caches stay valid. */
 static bool same_connection(const struct env_config *a, const struct env_config *b) {
-        const char *const fa[] = { a->url, a->tenant, a->client_id, a->client_secret, a->authority,
-                                   a->token_url, a->scope, a->ca_file };
-        const char *const fb[] = { b->url, b->tenant, b->client_id, b->client_secret, b->authority,
-                                   b->token_url, b->scope, b->ca_file };
-        for (size_t i = 0; i < ELEMENTSOF(fa); i++)
-                if (strcmp(strempty(fa[i]), strempty(fb[i])) != 0)
-                        return false;
-        return true;
+        struct dv_connection ca, cb;
+
+        config_env_connection(a, &ca);
+        config_env_connection(b, &cb);
+        return dv_connection_equal(&ca, &cb);
 }
 
 static struct env_monitor *find_env(struct monitor *m, const char *name, size_t *ret_index) {

@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dataverse.h"
+#include "client.h"
+#include "config.h"
+#include "connection.h"
 #include "http.h"
 #include "log.h"
 #include "macro.h"
@@ -143,9 +145,11 @@ int probe_run(const struct s3_config *c, FILE *out) {
         for (size_t i = 0; i < c->n_envs; i++) {
                 struct dv_options opt = { .retry_budget_sec = 20, .max_backoff_sec = 5 };
                 struct probe_env *pe = &envs[i];
+                struct dv_connection conn;
 
                 *pe = (struct probe_env) { .probe = &p, .config = &c->envs[i] };
-                r = dv_client_new(p.loop, http, pe->config, &opt, &pe->dv);
+                config_env_connection(pe->config, &conn);
+                r = dv_client_new(p.loop, http, &conn, &opt, &pe->dv);
                 if (r < 0) {
                         fprintf(out, "%s: FAIL: %s\n", pe->config->name, strerror(-r));
                         p.failed = true;

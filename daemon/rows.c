@@ -1,5 +1,7 @@
 /* rows.c: jansson objects -> typed rows (model.h), one parser per table of
- * schema.h. Knows column names and JSON types; not what the rows mean. */
+ * schema.h, and the skip policy of a page. Knows column names and JSON types;
+ * not what the rows mean nor how they were fetched. */
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -9,6 +11,7 @@
 #include <string.h>
 
 #include "guid.h"
+#include "log.h"
 #include "macro.h"
 #include "rows.h"
 #include "schema.h"
@@ -339,75 +342,147 @@ static int parse_trace(const struct ctx *c, struct trace_row *t) {
         return 0;
 }
 
-/* ---- single rows and arrays, generated per table ------------------------- */
+/* ---- the tables ------------------------------------------------------------ */
 
-/* The id as sent, for "row 3 (workflowid ...)" before it is parsed. */
-static char *row_label(const char *table, size_t index, const char *id_column, const json_t *row) {
-        const json_t *id = json_is_object(row) ? json_object_get(row, id_column) : NULL;
-        char *s, q[48];
+struct table_def {
+        const char *name;               /* as logged */
+        const char *entityset;          /* as error messages name it */
+        size_t row_size;
+        int (*parse)(const struct ctx *c, void *row);
+        void (*done)(void *row);
+};
 
-        if (json_is_string(id))
-                return asprintf(&s, "%s row %zu (%s %s)", table, index, id_column,
-                                quote_value(json_string_value(id), q)) < 0 ? NULL : s;
-        return asprintf(&s, "%s row %zu", table, index) < 0 ? NULL : s;
+#define DEFINE_ROW_PARSER(one, type, table, parse, done)                                \
+        int rows_parse_##one(const json_t *row, struct type *ret, char **ret_error) {   \
+                struct ctx c = { .row = row, .where = table, .error = ret_error };       \
+                struct type t = {};                                                      \
+                int r = parse(&c, &t);                                                   \
+                if (r < 0) {                                                             \
+                        done(&t);                                                        \
+                        return r;                                                        \
+                }                                                                        \
+                *ret = t;                                                                \
+                return 0;                                                                \
+        }                                                                                \
+        static int parse_any_##one(const struct ctx *c, void *row) {                     \
+                return parse(c, row);                                                    \
+        }                                                                                \
+        static void done_any_##one(void *row) {                                          \
+                done(row);                                                               \
+        }
+DEFINE_ROW_PARSER(tracelog, tracelog_row, DV_SET_TRACELOGS, parse_tracelog, tracelog_row_done)
+DEFINE_ROW_PARSER(mailbox, mailbox_row, DV_SET_MAILBOXES, parse_mailbox, mailbox_row_done)
+DEFINE_ROW_PARSER(workflow, workflow_row, DV_SET_WORKFLOWS, parse_workflow, workflow_row_done)
+DEFINE_ROW_PARSER(step, step_row, DV_SET_STEPS, parse_step, step_row_done)
+DEFINE_ROW_PARSER(session, session_row, DV_SET_SESSIONS, parse_session, session_row_done)
+DEFINE_ROW_PARSER(trace, trace_row, DV_SET_TRACES, parse_trace, trace_row_done)
+
+#define TABLE(name, entityset, type, one) \
+        { name, entityset, sizeof(struct type), parse_any_##one, done_any_##one }
+static const struct table_def tables[_ROWS_TABLE_MAX] = {
+        [ROWS_TRACELOGS] = TABLE("tracelogs", DV_SET_TRACELOGS, tracelog_row, tracelog),
+        [ROWS_MAILBOXES] = TABLE("mailboxes", DV_SET_MAILBOXES, mailbox_row, mailbox),
+        [ROWS_WORKFLOWS] = TABLE("workflows", DV_SET_WORKFLOWS, workflow_row, workflow),
+        [ROWS_STEPS] = TABLE("steps", DV_SET_STEPS, step_row, step),
+        [ROWS_SESSIONS] = TABLE("sessions", DV_SET_SESSIONS, session_row, session),
+        [ROWS_TRACES] = TABLE("traces", DV_SET_TRACES, trace_row, trace),
+};
+
+const char *rows_table_name(enum rows_table t) {
+        return (unsigned) t < _ROWS_TABLE_MAX ? tables[t].name : NULL;
 }
 
-#define DEFINE_ROWS_PARSERS(one, many, type, table, id_column, parse, done, free_many)      \
-        int rows_parse_##one(const json_t *row, struct type *ret, char **ret_error) {         \
-                struct ctx c = { .row = row, .where = table, .error = ret_error };             \
-                struct type t = {};                                                            \
-                int r = parse(&c, &t);                                                         \
-                if (r < 0) {                                                                   \
-                        done(&t);                                                              \
-                        return r;                                                              \
-                }                                                                              \
-                *ret = t;                                                                      \
-                return 0;                                                                      \
-        }                                                                                      \
-        int rows_parse_##many(const json_t *value, struct type **ret, size_t *ret_n,           \
-                              char **ret_error) {                                              \
-                struct type *rows = NULL;                                                      \
-                size_t n = json_is_array(value) ? json_array_size(value) : 0;                  \
-                int r;                                                                         \
-                                                                                               \
-                if (!json_is_array(value)) {                                                   \
-                        struct ctx c = { .row = value, .where = table, .error = ret_error };   \
-                        return fail(&c, NULL, "expected an array of rows, got %s",             \
-                                    value ? json_type_name(value) : "nothing");                \
-                }                                                                              \
-                if (n > 0) {                                                                   \
-                        rows = calloc(n, sizeof(*rows));                                       \
-                        if (!rows)                                                             \
-                                return -ENOMEM;                                                \
-                }                                                                              \
-                for (size_t i = 0; i < n; i++) {                                               \
-                        const json_t *row = json_array_get(value, i);                          \
-                        _cleanup_free_ char *where = row_label(table, i, id_column, row);      \
-                        struct ctx c = { .row = row, .where = where, .error = ret_error };     \
-                        if (!where) {                                                          \
-                                free_many(rows, n);                                            \
-                                return -ENOMEM;                                                \
-                        }                                                                      \
-                        r = parse(&c, &rows[i]);                                               \
-                        if (r < 0) {                                                           \
-                                free_many(rows, n);                                            \
-                                return r;                                                      \
-                        }                                                                      \
-                }                                                                              \
-                *ret = rows;                                                                   \
-                *ret_n = n;                                                                    \
-                return 0;                                                                      \
-        }
+static void *row_at(const struct table_def *d, void *rows, size_t i) {
+        return (char *) rows + i * d->row_size;
+}
 
-DEFINE_ROWS_PARSERS(tracelog, tracelogs, tracelog_row, DV_SET_TRACELOGS, "tracelogid", parse_tracelog,
-                    tracelog_row_done, tracelog_rows_free)
-DEFINE_ROWS_PARSERS(mailbox, mailboxes, mailbox_row, DV_SET_MAILBOXES, "mailboxid", parse_mailbox,
-                    mailbox_row_done, mailbox_rows_free)
-DEFINE_ROWS_PARSERS(workflow, workflows, workflow_row, DV_SET_WORKFLOWS, "workflowid", parse_workflow,
-                    workflow_row_done, workflow_rows_free)
-DEFINE_ROWS_PARSERS(step, steps, step_row, DV_SET_STEPS, "sdkmessageprocessingstepid", parse_step,
-                    step_row_done, step_rows_free)
-DEFINE_ROWS_PARSERS(session, sessions, session_row, DV_SET_SESSIONS, "processsessionid", parse_session,
-                    session_row_done, session_rows_free)
-DEFINE_ROWS_PARSERS(trace, traces, trace_row, DV_SET_TRACES, "plugintracelogid", parse_trace,
-                    trace_row_done, trace_rows_free)
+static void rows_array_free(const struct table_def *d, void *rows, size_t n) {
+        for (size_t i = 0; rows && i < n; i++)
+                d->done(row_at(d, rows, i));
+        free(rows);
+}
+
+void rows_done(struct rows *r) {
+        if (!r || (unsigned) r->table >= _ROWS_TABLE_MAX)
+                return;
+        rows_array_free(&tables[r->table], r->any, r->n);
+        r->any = NULL;
+        r->n = 0;
+}
+
+int rows_append(struct rows *dst, struct rows *src) {
+        const struct table_def *d = &tables[dst->table];
+        void *grown;
+
+        assert(dst->table == src->table);
+        if (src->n == 0)
+                return 0;
+        if (dst->n == 0) {
+                free(dst->any);
+                dst->any = TAKE_PTR(src->any);
+                dst->n = src->n;
+                src->n = 0;
+                return 0;
+        }
+        grown = reallocarray(dst->any, dst->n + src->n, d->row_size);
+        if (!grown)
+                return -ENOMEM;
+        memcpy(row_at(d, grown, dst->n), src->any, src->n * d->row_size);
+        dst->any = grown;
+        dst->n += src->n;
+        src->any = mfree(src->any);
+        src->n = 0;
+        return 0;
+}
+
+void rows_skipped_done(struct rows_skipped *s) {
+        if (!s)
+                return;
+        free(s->first);
+        *s = (struct rows_skipped) {};
+}
+
+static void skip(const struct table_def *d, const char *who, size_t index, const char *why,
+                 struct rows_skipped *skipped) {
+        log_warning("%s: %s row %zu skipped: %s", strempty(who), d->name, index, strempty(why));
+        if (!skipped)
+                return;
+        if (skipped->n++ == 0 &&
+            asprintf(&skipped->first, "%s row %zu skipped: %s", d->name, index, strempty(why)) < 0)
+                skipped->first = NULL;
+}
+
+int rows_parse_page(enum rows_table t, const json_t *value, const char *who, size_t first_index,
+                    struct rows *ret, struct rows_skipped *skipped) {
+        const struct table_def *d;
+        size_t n = json_array_size(value), k = 0;
+        void *rows;
+
+        assert((unsigned) t < _ROWS_TABLE_MAX);
+        d = &tables[t];
+        rows = n > 0 ? calloc(n, d->row_size) : NULL;
+        if (n > 0 && !rows)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ char *error = NULL;
+                struct ctx c = { .row = json_array_get(value, i), .where = d->entityset, .error = &error };
+                void *row = row_at(d, rows, k);
+                int r = d->parse(&c, row);
+
+                if (r == -ENOMEM) {
+                        d->done(row);
+                        rows_array_free(d, rows, k);
+                        return r;
+                }
+                if (r < 0) {
+                        d->done(row);
+                        skip(d, who, first_index + i, error, skipped);
+                        continue;
+                }
+                k++;
+        }
+        if (k == 0)
+                rows = mfree(rows);
+        *ret = (struct rows) { .table = t, .any = rows, .n = k };
+        return 0;
+}

@@ -1,4 +1,4 @@
-/* fuzz-odata.c: OData literals and URLs (odata.h, and dataverse.c's named
+/* fuzz-odata.c: OData literals and URLs (odata.h, and queries.c's named
  * queries through dv_query_urls()) with hostile values: names polled from
  * Dataverse go back into $filter as string literals, so quoting them is
  * what stands between a mailbox name and query injection.
@@ -15,7 +15,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "dataverse.h"
+#include "queries.h"
 #include "fuzz.h"
 #include "guid.h"
 #include "odata.h"
@@ -348,7 +348,7 @@ static void check_names(const char *a, const char *b) {
         free(url);
 }
 
-/* dataverse.c's named queries with these values as ids and entity set. */
+/* queries.c's named queries with these values as ids and entity set. */
 static void check_named(char **parts, size_t n, unsigned kind, time_t from, time_t to, unsigned per) {
         struct dv_query_args args = {
                 .since = from, .from = from, .to = to,

@@ -1,5 +1,7 @@
-/* dataverse.c: owns an environment's named queries, paging, retries, throttling
- * and request cap. Must not know alerts, culprits or state. */
+/* client.c: owns how an environment's queries are asked: queue, request cap,
+ * tokens, paging, retries, throttling, typed pages. Must not know alerts,
+ * culprits or state, nor what the queries select (queries.c). */
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -12,16 +14,11 @@
 
 #include "auth.h"
 #include "backoff.h"
-#include "config.h"
-#include "dataverse.h"
-#include "guid.h"
+#include "client.h"
+#include "connection.h"
 #include "http.h"
 #include "log.h"
-#include "model.h"
-#include "odata.h"
-#include "schema.h"
-#include "strutil.h"
-#include "utf8.h"
+#include "response.h"
 #include "timeutil.h"
 
 #define DEFAULT_PAGE_SIZE 5000u
@@ -31,8 +28,6 @@
 #define DEFAULT_RETRY_BUDGET 300.0
 #define DEFAULT_MAX_RETRY_AFTER 3600.0
 #define DEFAULT_TIMEOUT_MS 60000L
-#define DEFAULT_IDS_PER_REQUEST 20u
-#define SERVER_TEXT_MAX 500
 
 enum query_state {
         Q_QUEUED,       /* in the run queue, waiting for a slot (or the end of a 429 pause) */
@@ -48,14 +43,14 @@ struct dv_query {
         struct dv_query *lprev, *lnext;         /* run queue or done list */
         enum dv_query_kind kind;
         enum query_state state;
+        dv_page_fn page;
         dv_done_fn done;
         void *userdata;
 
         char **urls;                            /* first page of each request */
         size_t n_urls, i_url;
         char *page_url;                         /* the page being fetched */
-        unsigned pages;                         /* pages received */
-        json_t *rows;
+        size_t rows_seen;                       /* rows received, skipped ones included */
 
         unsigned attempt;                       /* failures of the current page */
         double first_failure;                   /* monotonic, of the current page; 0: none */
@@ -89,27 +84,11 @@ struct dv_client {
         double paused_until;                    /* monotonic; 429 */
         struct ev_timer pause;
         struct ev_timer dispatch;
+        bool in_page_callback;                  /* see dv_page_fn: no query, no free */
 };
 
-static const char *const kind_names[_DV_QUERY_MAX] = {
-        [DV_QUERY_TRACELOGS] = "tracelogs",
-        [DV_QUERY_MAILBOXES] = "mailboxes",
-        [DV_QUERY_WORKFLOWS] = "workflows",
-        [DV_QUERY_STEPS] = "steps",
-        [DV_QUERY_FAILED_SESSIONS] = "failed_sessions",
-        [DV_QUERY_PLUGIN_TRACES] = "plugin_traces",
-        [DV_QUERY_PROBE] = "probe",
-};
-
-const char *dv_query_kind_to_string(enum dv_query_kind k) {
-        return k >= 0 && k < _DV_QUERY_MAX ? kind_names[k] : NULL;
-}
-
-int dv_query_kind_from_string(const char *s) {
-        for (int k = 0; s && k < _DV_QUERY_MAX; k++)
-                if (strcmp(s, kind_names[k]) == 0)
-                        return k;
-        return -EINVAL;
+static const char *kind_name(const struct dv_query *q) {
+        return dv_query_kind_to_string(q->kind);
 }
 
 static double mono_now(void) {
@@ -117,176 +96,6 @@ static double mono_now(void) {
 
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
-}
-
-/* ---- URLs --------------------------------------------------------------------- */
-
-static const char *probe_key(const char *entityset) {
-        static const char *const sets[] = { DV_PROBE_SETS }, *const keys[] = { DV_PROBE_KEYS };
-
-        _Static_assert(ELEMENTSOF(sets) == ELEMENTSOF(keys), "DV_PROBE_SETS and DV_PROBE_KEYS differ");
-        for (size_t i = 0; entityset && i < ELEMENTSOF(sets); i++)
-                if (strcmp(entityset, sets[i]) == 0)
-                        return keys[i];
-        return NULL;
-}
-
-static int url_for(const char *env_url, enum dv_query_kind kind, const struct dv_query_args *a,
-                   const char *const *ids, size_t n_ids, char **ret) {
-        _cleanup_(odata_query_freep) struct odata_query *q = NULL;
-        struct odata_filter *f, *any;
-        const char *set = NULL, *key;
-        int r;
-
-        switch (kind) {
-        case DV_QUERY_TRACELOGS: set = DV_SET_TRACELOGS; break;
-        case DV_QUERY_MAILBOXES: set = DV_SET_MAILBOXES; break;
-        case DV_QUERY_WORKFLOWS: set = DV_SET_WORKFLOWS; break;
-        case DV_QUERY_STEPS: set = DV_SET_STEPS; break;
-        case DV_QUERY_FAILED_SESSIONS: set = DV_SET_SESSIONS; break;
-        case DV_QUERY_PLUGIN_TRACES: set = DV_SET_TRACES; break;
-        case DV_QUERY_PROBE: set = a->entityset; break;
-        default: return -EINVAL;
-        }
-        r = odata_query_new(env_url, strempty(set), &q);
-        if (r < 0)
-                return r;
-        f = odata_query_filter(q);
-
-        switch (kind) {
-        case DV_QUERY_TRACELOGS:
-                odata_select(q, DV_SELECT_TRACELOGS);
-                if (a->since > 0)
-                        odata_filter_cmp_datetime(f, "modifiedon", "ge", a->since);
-                odata_filter_cmp_int(f, "level", "ge", TRACELOG_LEVEL_WARNING);
-                odata_orderby(q, "modifiedon asc,tracelogid asc");
-                break;
-        case DV_QUERY_MAILBOXES:
-                odata_select(q, DV_SELECT_MAILBOXES);
-                if (a->since > 0)
-                        odata_filter_cmp_datetime(f, "modifiedon", "ge", a->since);
-                odata_orderby(q, "modifiedon asc,mailboxid asc");
-                break;
-        case DV_QUERY_WORKFLOWS:
-                odata_select(q, DV_SELECT_WORKFLOWS);
-                odata_filter_eq_int(f, "category", WORKFLOW_CATEGORY_WORKFLOW);
-                any = odata_filter_or(f);
-                odata_filter_eq_int(any, "type", WORKFLOW_TYPE_DEFINITION);
-                odata_filter_eq_int(any, "type", WORKFLOW_TYPE_ACTIVATION);
-                if (a->since > 0)
-                        odata_filter_cmp_datetime(f, "modifiedon", "ge", a->since);
-                odata_orderby(q, "modifiedon asc,workflowid asc");
-                break;
-        case DV_QUERY_STEPS:
-                odata_select(q, DV_SELECT_STEPS);
-                odata_filter_eq_int(f, "customizationlevel", STEP_CUSTOMIZATION_CUSTOM);
-                if (a->since > 0)
-                        odata_filter_cmp_datetime(f, "modifiedon", "ge", a->since);
-                odata_expand(q, DV_EXPAND_STEPS);
-                odata_orderby(q, "modifiedon asc,sdkmessageprocessingstepid asc");
-                break;
-        case DV_QUERY_FAILED_SESSIONS:
-                odata_select(q, DV_SELECT_SESSIONS);
-                odata_filter_eq_int(f, "statuscode", SESSION_STATUS_FAILED);
-                odata_filter_cmp_datetime(f, "createdon", "ge", a->from);
-                odata_filter_cmp_datetime(f, "createdon", "le", a->to);
-                any = odata_filter_or(f);
-                for (size_t i = 0; i < n_ids; i++)
-                        odata_filter_eq_guid(any, "_processid_value", ids[i]);
-                odata_orderby(q, "createdon asc,processsessionid asc");
-                break;
-        case DV_QUERY_PLUGIN_TRACES:
-                odata_select(q, DV_SELECT_TRACES);
-                odata_filter_eq_int(f, "mode", TRACE_MODE_SYNCHRONOUS);
-                odata_filter_ne_null(f, "exceptiondetails");
-                odata_filter_cmp_datetime(f, "createdon", "ge", a->from);
-                odata_filter_cmp_datetime(f, "createdon", "le", a->to);
-                any = odata_filter_or(f);
-                for (size_t i = 0; i < n_ids; i++)
-                        odata_filter_eq_guid(any, "pluginstepid", ids[i]);
-                odata_orderby(q, "createdon asc,plugintracelogid asc");
-                break;
-        case DV_QUERY_PROBE:
-                key = probe_key(a->entityset);
-                if (!key)
-                        return -EINVAL;
-                odata_select(q, key);
-                odata_top(q, 1);
-                break;
-        default:
-                return -EINVAL;
-        }
-        return odata_query_url(q, ret);
-}
-
-void dv_urls_free(char **urls, size_t n) {
-        for (size_t i = 0; urls && i < n; i++)
-                free(urls[i]);
-        free(urls);
-}
-
-static bool has_ids(enum dv_query_kind kind) {
-        return kind == DV_QUERY_FAILED_SESSIONS || kind == DV_QUERY_PLUGIN_TRACES;
-}
-
-/* The ids once each (compared case-insensitively), validated; order kept. */
-static int unique_ids(const char *const *ids, size_t n, const char ***ret, size_t *ret_n) {
-        const char **u;
-        size_t m = 0;
-
-        if (n > 0 && !ids)
-                return -EINVAL;
-        u = calloc(n ? n : 1, sizeof(*u));
-        if (!u)
-                return -ENOMEM;
-        for (size_t i = 0; i < n; i++) {
-                bool dup = false;
-
-                if (!guid_is_valid(ids[i])) {
-                        free(u);
-                        return -EINVAL;
-                }
-                for (size_t j = 0; j < m && !dup; j++)
-                        dup = strcasecmp(u[j], ids[i]) == 0;
-                if (!dup)
-                        u[m++] = ids[i];
-        }
-        *ret = u;
-        *ret_n = m;
-        return 0;
-}
-
-int dv_query_urls(const char *env_url, enum dv_query_kind kind, const struct dv_query_args *args,
-                  unsigned ids_per_request, char ***ret_urls, size_t *ret_n) {
-        _cleanup_free_ const char **ids = NULL;
-        size_t n_ids = 0, n_urls, chunk = ids_per_request ? ids_per_request : DEFAULT_IDS_PER_REQUEST;
-        char **urls;
-        int r;
-
-        if (!env_url || !args || kind < 0 || kind >= _DV_QUERY_MAX)
-                return -EINVAL;
-        if (has_ids(kind)) {
-                r = unique_ids(args->ids, args->n_ids, &ids, &n_ids);
-                if (r < 0)
-                        return r;
-                n_urls = (n_ids + chunk - 1) / chunk;
-        } else
-                n_urls = 1;
-        urls = calloc(n_urls ? n_urls : 1, sizeof(char *));
-        if (!urls)
-                return -ENOMEM;
-        for (size_t i = 0; i < n_urls; i++) {
-                size_t first = i * chunk, n = n_ids - first < chunk ? n_ids - first : chunk;
-
-                r = url_for(env_url, kind, args, ids ? ids + first : NULL, has_ids(kind) ? n : 0, &urls[i]);
-                if (r < 0) {
-                        dv_urls_free(urls, n_urls);
-                        return r;
-                }
-        }
-        *ret_urls = urls;
-        *ret_n = n_urls;
-        return 0;
 }
 
 /* ---- query lists -------------------------------------------------------------- */
@@ -352,8 +161,7 @@ static void query_free(struct dv_query *q) {
                 return;
         dv_urls_free(q->urls, q->n_urls);
         free(q->page_url);
-        json_decref(q->rows);
-        json_decref(q->result.rows);
+        rows_skipped_done(&q->result.skipped);
         free(q->result.message);
         free(q->dv_code);
         token_forget(q);
@@ -395,14 +203,10 @@ static void finish(struct dv_query *q, int error, const char *fmt, ...) {
                 if (vasprintf(&what, fmt, ap) < 0)
                         what = NULL;
                 va_end(ap);
-                if (asprintf(&q->result.message, "%s: %s: %s", c->name, kind_names[q->kind],
+                if (asprintf(&q->result.message, "%s: %s: %s", c->name, kind_name(q),
                              what ? what : strerror(-error)) < 0)
                         q->result.message = NULL;
-                q->rows = (json_decref(q->rows), NULL);
                 log_debug("%s", strempty(q->result.message));
-        } else {
-                q->result.rows = q->rows;
-                q->rows = NULL;
         }
         q->state = Q_DONE;
         list_push(&c->done_head, &c->done_tail, q, false);
@@ -417,8 +221,6 @@ static void succeed(struct dv_query *q) {
         token_forget(q);
         q->result.error = 0;
         q->result.dv_code = q->dv_code;
-        q->result.rows = q->rows;
-        q->rows = NULL;
         q->state = Q_DONE;
         list_push(&c->done_head, &c->done_tail, q, false);
         if (!ev_is_active(&c->dispatch))
@@ -503,7 +305,7 @@ static void retry_later(struct dv_query *q, int error, double min_delay, const c
                        q->attempt, now - q->first_failure, c->opt.retry_budget_sec, why);
                 return;
         }
-        log_debug("%s: %s: %s; retry %u in %.1f s", c->name, kind_names[q->kind], why, q->attempt, delay);
+        log_debug("%s: %s: %s; retry %u in %.1f s", c->name, kind_name(q), why, q->attempt, delay);
         q->state = Q_WAITING;
         ev_timer_set(&q->retry, delay, 0.);
         ev_timer_start(c->loop, &q->retry);
@@ -533,179 +335,103 @@ static void throttled(struct dv_query *q, const struct http_response *resp) {
                 return;
         }
         log_debug("%s: %s: throttled (HTTP 429%s%s), environment paused for %.1f s", c->name,
-                  kind_names[q->kind], q->dv_code ? " " : "", strempty(q->dv_code), delay);
+                  kind_name(q), q->dv_code ? " " : "", strempty(q->dv_code), delay);
         enqueue(q, true);
-}
-
-/* Words from the service made fit for a message: one line, capped. */
-static char *server_text(const char *s) {
-        size_t n = strlen(s);
-        char *w;
-
-        if (n > SERVER_TEXT_MAX)
-                n = SERVER_TEXT_MAX;
-        w = strndup(s, n);
-        if (!w)
-                return NULL;
-        for (char *p = w; *p; p++)
-                if ((unsigned char) *p < 0x20 || *p == 0x7f)
-                        *p = ' ';
-        return w;
 }
 
 /* {"error":{"code":"0x80040220","message":"..."}} -> q->dv_code, *ret_message */
 static void parse_error_body(struct dv_query *q, const struct http_response *resp, char **ret_message) {
-        json_t *root = json_loadb(resp->body, resp->body_len, 0, NULL);
-        json_t *err = json_object_get(root, "error");
-        const char *code = json_string_value(json_object_get(err, "code"));
-        const char *msg = json_string_value(json_object_get(err, "message"));
-
-        if (code)
-                q->dv_code = server_text(code);
-        *ret_message = msg ? server_text(msg) : NULL;
-        json_decref(root);
+        free(q->dv_code);
+        dv_error_body_parse(resp->body, resp->body_len, &q->dv_code, ret_message);
 }
 
-static int hex4(const char *p, unsigned *ret) {
-        unsigned v = 0;
+/* Parse the page's rows and hand them over, the client guarded against the
+ * callback freeing it. */
+static int deliver_page(struct dv_query *q, const json_t *value) {
+        struct dv_client *c = q->client;
+        int table = dv_query_table(q->kind);
+        struct dv_page page = {
+                .kind = q->kind,
+                .number = q->result.pages + 1,
+                .first_index = q->rows_seen,
+        };
+        int r;
 
-        for (int i = 0; i < 4; i++) {
-                char ch = p[i];
-                v <<= 4;
-                if (ch >= '0' && ch <= '9')
-                        v |= (unsigned) (ch - '0');
-                else if (ch >= 'a' && ch <= 'f')
-                        v |= (unsigned) (ch - 'a' + 10);
-                else if (ch >= 'A' && ch <= 'F')
-                        v |= (unsigned) (ch - 'A' + 10);
-                else
-                        return -EINVAL;
+        q->rows_seen += json_array_size(value);
+        q->result.pages++;
+        if (table < 0) { /* the probe: the rows are not parsed */
+                q->result.rows += json_array_size(value);
+                return 0;
         }
-        *ret = v;
+        r = rows_parse_page(table, value, c->name, page.first_index, &page.rows, &q->result.skipped);
+        if (r < 0)
+                return r;
+        q->result.rows += page.rows.n;
+        if (q->page) {
+                c->in_page_callback = true;
+                q->page(c, &page, q->userdata);
+                c->in_page_callback = false;
+        }
+        rows_done(&page.rows);
         return 0;
-}
-
-static bool is_u_escape(const char *s, size_t n, size_t i, unsigned *ret) {
-        return i + 6 <= n && s[i] == '\\' && s[i + 1] == 'u' && hex4(s + i + 2, ret) == 0;
-}
-
-char *dv_json_repair(const char *s, size_t n, size_t *ret_repairs) {
-        char *out = malloc(n + 1);
-        size_t repairs;
-        unsigned u, v;
-
-        if (!out)
-                return NULL;
-        memcpy(out, s, n);
-        out[n] = 0;
-        /* Escapes are ASCII: repairing the bytes first leaves them as they are. */
-        repairs = utf8_repair_bytes(out, n, '?');
-        for (size_t i = 0; i < n;) {
-                if (out[i] != '\\') {
-                        i++;
-                        continue;
-                }
-                if (!is_u_escape(out, n, i, &u)) {
-                        i += 2; /* \" \\ \n ...: the escaped byte is no escape itself */
-                        continue;
-                }
-                if (u >= 0xD800 && u <= 0xDBFF && is_u_escape(out, n, i + 6, &v) && v >= 0xDC00 && v <= 0xDFFF) {
-                        i += 12; /* a pair: one code point beyond U+FFFF */
-                        continue;
-                }
-                if (u == 0 || (u >= 0xD800 && u <= 0xDFFF)) {
-                        memcpy(out + i, "\\ufffd", 6);
-                        repairs++;
-                }
-                i += 6;
-        }
-        if (ret_repairs)
-                *ret_repairs = repairs;
-        return out;
-}
-
-/* jansson refuses a document holding "\u0000", an unpaired surrogate escape or
- * ill-formed UTF-8, which a .NET service can send (a NUL in a column, a string
- * cut between the halves of a surrogate pair). One such row must not make the
- * whole page, and with it the environment, unreadable: parse a repaired copy. */
-static json_t *load_page(struct dv_query *q, const struct http_response *resp, json_error_t *jerr) {
-        json_t *root = json_loadb(resp->body, resp->body_len, 0, jerr);
-        _cleanup_free_ char *fixed = NULL;
-        size_t repairs = 0;
-
-        if (root)
-                return root;
-        fixed = dv_json_repair(resp->body, resp->body_len, &repairs);
-        if (!fixed || repairs == 0)
-                return NULL;
-        root = json_loadb(fixed, resp->body_len, 0, jerr);
-        if (root)
-                log_info("%s: %s: %zu NUL, unpaired surrogate or ill-formed UTF-8 sequence(s) in the "
-                         "response replaced", q->client->name, kind_names[q->kind], repairs);
-        return root;
 }
 
 static void page_received(struct dv_query *q, const struct http_response *resp) {
         struct dv_client *c = q->client;
-        json_error_t jerr;
-        json_t *root, *value, *next, *row;
-        size_t i;
+        _cleanup_free_ char *why = NULL;
+        struct dv_page_body body;
+        size_t n;
+        int r;
 
         if (!resp->content_type || strncasecmp(resp->content_type, "application/json", 16) != 0) {
                 retry_later(q, -EBADMSG, 0, "HTTP 200 with Content-Type %s, not JSON",
                             resp->content_type ? resp->content_type : "(none)");
                 return;
         }
-        root = load_page(q, resp, &jerr);
-        if (!root) {
-                retry_later(q, -EBADMSG, 0, "response is not valid JSON (%s at byte %d of %zu)", jerr.text,
-                            jerr.position, resp->body_len);
+        r = dv_page_body_parse(resp->body, resp->body_len, &body, &why);
+        if (r == -ENOMEM) {
+                finish(q, r, "out of memory");
                 return;
         }
-        value = json_object_get(root, "value");
-        next = json_object_get(root, "@odata.nextLink");
-        if (!json_is_object(root) || !json_is_array(value) || (next && !json_is_string(next) && !json_is_null(next))) {
-                json_decref(root);
-                retry_later(q, -EBADMSG, 0, "response is not an OData collection ({\"value\":[...]})");
+        if (r < 0) {
+                retry_later(q, r, 0, "%s", strempty(why));
                 return;
         }
-        json_array_foreach(value, i, row)
-                if (!json_is_object(row)) {
-                        json_decref(root);
-                        retry_later(q, -EBADMSG, 0, "row %zu of the response is not a JSON object", i);
-                        return;
-                }
-        if (json_is_string(next) && http_url_same_origin(json_string_value(next), c->url) != 1) {
-                _cleanup_free_ char *link = server_text(json_string_value(next));
-                json_decref(root);
+        if (body.repairs > 0)
+                log_info("%s: %s: %zu NUL, unpaired surrogate or ill-formed UTF-8 sequence(s) in the "
+                         "response replaced", c->name, kind_name(q), body.repairs);
+        if (body.next_link && http_url_same_origin(body.next_link, c->url) != 1) {
+                _cleanup_free_ char *link = dv_server_text(body.next_link);
+                dv_page_body_done(&body);
                 finish(q, -EPROTO, "refusing an @odata.nextLink to another origin than %s: %s", c->url,
                        strempty(link));
                 return;
         }
-        if (json_array_extend(q->rows, value) < 0) {
-                json_decref(root);
-                finish(q, -ENOMEM, "out of memory");
+        n = json_array_size(body.value);
+        r = deliver_page(q, body.value);
+        if (r < 0) {
+                dv_page_body_done(&body);
+                finish(q, r, "out of memory");
                 return;
         }
-        q->pages++;
         q->attempt = 0;
         q->first_failure = 0;
         q->retried_401 = false;
-        log_debug("%s: %s: page %u: %zu rows (%.3f s)%s", c->name, kind_names[q->kind], q->pages,
-                  json_array_size(value), resp->total_time, json_is_string(next) ? ", more" : "");
+        log_debug("%s: %s: page %u: %zu rows (%.3f s)%s", c->name, kind_name(q), q->result.pages, n,
+                  resp->total_time, body.next_link ? ", more" : "");
 
         free(q->page_url);
         q->page_url = NULL;
-        if (json_is_string(next))
-                q->page_url = strdup(json_string_value(next));
+        if (body.next_link)
+                q->page_url = strdup(body.next_link);
         else if (q->i_url + 1 < q->n_urls)
                 q->page_url = strdup(q->urls[++q->i_url]);
         else {
-                json_decref(root);
+                dv_page_body_done(&body);
                 succeed(q);
                 return;
         }
-        json_decref(root);
+        dv_page_body_done(&body);
         if (!q->page_url) {
                 finish(q, -ENOMEM, "out of memory");
                 return;
@@ -747,7 +473,7 @@ static void handle_response(struct dv_query *q, const struct http_response *resp
                         q->retried_401 = true;
                         auth_invalidate(c->auth, q->token_used);
                         token_forget(q);
-                        log_debug("%s: %s: HTTP 401, renewing the token", c->name, kind_names[q->kind]);
+                        log_debug("%s: %s: HTTP 401, renewing the token", c->name, kind_name(q));
                         enqueue(q, true);
                 } else
                         finish(q, -EKEYREJECTED, "the service refused a fresh token (HTTP 401%s%s%s%s)", DETAIL);
@@ -793,7 +519,7 @@ static void http_done(const struct http_response *resp, void *userdata) {
                 q->result.server_date = t;
                 q->result.local_date = time(NULL);
         }
-        log_debug("%s: %s: HTTP %ld%s%s in %.3f s", c->name, kind_names[q->kind], resp->status,
+        log_debug("%s: %s: HTTP %ld%s%s in %.3f s", c->name, kind_name(q), resp->status,
                   resp->error < 0 ? ", " : "", resp->error < 0 ? strempty(resp->error_text) : "",
                   resp->total_time);
         handle_response(q, resp);
@@ -808,11 +534,7 @@ static void send_page(struct dv_query *q, const char *token) {
         struct http_request req;
         int r;
 
-        if (q->kind == DV_QUERY_TRACELOGS)
-                snprintf(prefer, sizeof(prefer), "Prefer: odata.include-annotations=\"%s\",odata.maxpagesize=%u",
-                         &DV_ANNOTATION_LOOKUP_NAME[1], c->opt.max_page_size); /* without its "@" */
-        else
-                snprintf(prefer, sizeof(prefer), "Prefer: odata.maxpagesize=%u", c->opt.max_page_size);
+        dv_query_prefer(q->kind, c->opt.max_page_size, prefer, sizeof(prefer));
         if (asprintf(&authorization, "Authorization: Bearer %s", token) < 0)
                 authorization = NULL;
         token_forget(q);
@@ -843,7 +565,7 @@ static void send_page(struct dv_query *q, const char *token) {
                 goto out;
         }
         q->state = Q_RUNNING;
-        log_debug("%s: %s: GET %s", c->name, kind_names[q->kind], q->page_url);
+        log_debug("%s: %s: GET %s", c->name, kind_name(q), q->page_url);
 out:
         if (authorization)
                 explicit_bzero(authorization, strlen(authorization));
@@ -889,12 +611,13 @@ static void start(struct dv_query *q) {
 /* ---- public ---------------------------------------------------------------------- */
 
 int dv_query(struct dv_client *c, enum dv_query_kind kind, const struct dv_query_args *args,
-             dv_done_fn done, void *userdata) {
+             dv_page_fn page, dv_done_fn done, void *userdata) {
         struct dv_query *q;
         int r;
 
         if (!c || !args || !done)
                 return -EINVAL;
+        assert(!c->in_page_callback);
         q = calloc(1, sizeof(*q));
         if (!q)
                 return -ENOMEM;
@@ -905,12 +628,12 @@ int dv_query(struct dv_client *c, enum dv_query_kind kind, const struct dv_query
         }
         q->client = c;
         q->kind = kind;
+        q->page = page;
         q->done = done;
         q->userdata = userdata;
         q->created_at = mono_now();
-        q->rows = json_array();
         q->page_url = q->n_urls > 0 ? strdup(q->urls[0]) : NULL;
-        if (!q->rows || (q->n_urls > 0 && !q->page_url)) {
+        if (q->n_urls > 0 && !q->page_url) {
                 query_free(q);
                 return -ENOMEM;
         }
@@ -926,38 +649,39 @@ int dv_query(struct dv_client *c, enum dv_query_kind kind, const struct dv_query
         return 0;
 }
 
-int dv_query_tracelogs_since(struct dv_client *c, time_t since, dv_done_fn done, void *userdata) {
-        return dv_query(c, DV_QUERY_TRACELOGS, &(struct dv_query_args) { .since = since }, done, userdata);
+int dv_query_tracelogs_since(struct dv_client *c, time_t since, dv_page_fn page, dv_done_fn done, void *userdata) {
+        return dv_query(c, DV_QUERY_TRACELOGS, &(struct dv_query_args) { .since = since }, page, done, userdata);
 }
 
-int dv_query_mailboxes_since(struct dv_client *c, time_t since, dv_done_fn done, void *userdata) {
-        return dv_query(c, DV_QUERY_MAILBOXES, &(struct dv_query_args) { .since = since }, done, userdata);
+int dv_query_mailboxes_since(struct dv_client *c, time_t since, dv_page_fn page, dv_done_fn done, void *userdata) {
+        return dv_query(c, DV_QUERY_MAILBOXES, &(struct dv_query_args) { .since = since }, page, done, userdata);
 }
 
-int dv_query_workflows_since(struct dv_client *c, time_t since, dv_done_fn done, void *userdata) {
-        return dv_query(c, DV_QUERY_WORKFLOWS, &(struct dv_query_args) { .since = since }, done, userdata);
+int dv_query_workflows_since(struct dv_client *c, time_t since, dv_page_fn page, dv_done_fn done, void *userdata) {
+        return dv_query(c, DV_QUERY_WORKFLOWS, &(struct dv_query_args) { .since = since }, page, done, userdata);
 }
 
-int dv_query_steps_since(struct dv_client *c, time_t since, dv_done_fn done, void *userdata) {
-        return dv_query(c, DV_QUERY_STEPS, &(struct dv_query_args) { .since = since }, done, userdata);
+int dv_query_steps_since(struct dv_client *c, time_t since, dv_page_fn page, dv_done_fn done, void *userdata) {
+        return dv_query(c, DV_QUERY_STEPS, &(struct dv_query_args) { .since = since }, page, done, userdata);
 }
 
-int dv_query_failed_sessions(struct dv_client *c, const char *const *process_ids, size_t n,
-                             time_t from, time_t to, dv_done_fn done, void *userdata) {
+int dv_query_failed_sessions(struct dv_client *c, const char *const *process_ids, size_t n, time_t from,
+                             time_t to, dv_page_fn page, dv_done_fn done, void *userdata) {
         return dv_query(c, DV_QUERY_FAILED_SESSIONS,
                         &(struct dv_query_args) { .ids = process_ids, .n_ids = n, .from = from, .to = to },
-                        done, userdata);
+                        page, done, userdata);
 }
 
-int dv_query_plugin_traces(struct dv_client *c, const char *const *step_ids, size_t n,
-                           time_t from, time_t to, dv_done_fn done, void *userdata) {
+int dv_query_plugin_traces(struct dv_client *c, const char *const *step_ids, size_t n, time_t from, time_t to,
+                           dv_page_fn page, dv_done_fn done, void *userdata) {
         return dv_query(c, DV_QUERY_PLUGIN_TRACES,
                         &(struct dv_query_args) { .ids = step_ids, .n_ids = n, .from = from, .to = to },
-                        done, userdata);
+                        page, done, userdata);
 }
 
 int dv_query_probe(struct dv_client *c, const char *entityset, dv_done_fn done, void *userdata) {
-        return dv_query(c, DV_QUERY_PROBE, &(struct dv_query_args) { .entityset = entityset }, done, userdata);
+        return dv_query(c, DV_QUERY_PROBE, &(struct dv_query_args) { .entityset = entityset }, NULL, done,
+                        userdata);
 }
 
 static void options_fill(struct dv_options *o) {
@@ -978,19 +702,19 @@ static void options_fill(struct dv_options *o) {
         if (o->timeout_ms <= 0)
                 o->timeout_ms = DEFAULT_TIMEOUT_MS;
         if (!o->ids_per_request)
-                o->ids_per_request = DEFAULT_IDS_PER_REQUEST;
+                o->ids_per_request = DV_DEFAULT_IDS_PER_REQUEST;
         if (!o->seed)
                 o->seed = (uint64_t) (mono_now() * 1e6) ^ (uint64_t) getpid() << 32;
 }
 
-int dv_client_new(struct ev_loop *loop, struct http *http, const struct env_config *env,
+int dv_client_new(struct ev_loop *loop, struct http *http, const struct dv_connection *conn,
                   const struct dv_options *opt, struct dv_client **ret) {
         struct auth_options ao;
         struct dv_client *c;
         size_t n;
         int r;
 
-        if (!loop || !http || !env || !env->name || !env->url)
+        if (!loop || !http || !conn || !conn->name || !conn->url)
                 return -EINVAL;
         c = calloc(1, sizeof(*c));
         if (!c)
@@ -1001,17 +725,17 @@ int dv_client_new(struct ev_loop *loop, struct http *http, const struct env_conf
                 c->opt = *opt;
         options_fill(&c->opt);
         c->rng = c->opt.seed;
-        n = strlen(env->url);
-        while (n > 0 && env->url[n - 1] == '/')
+        n = strlen(conn->url);
+        while (n > 0 && conn->url[n - 1] == '/')
                 n--;
-        c->name = strdup(env->name);
-        c->url = strndup(env->url, n);
-        c->ca_file = env->ca_file ? strdup(env->ca_file) : NULL;
+        c->name = strdup(conn->name);
+        c->url = strndup(conn->url, n);
+        c->ca_file = conn->ca_file ? strdup(conn->ca_file) : NULL;
         ev_timer_init(&c->pause, pause_cb, 0., 0.);
         c->pause.data = c;
         ev_timer_init(&c->dispatch, dispatch_cb, 0., 0.);
         c->dispatch.data = c;
-        if (!c->name || !c->url || (env->ca_file && !c->ca_file)) {
+        if (!c->name || !c->url || (conn->ca_file && !c->ca_file)) {
                 dv_client_free(c);
                 return -ENOMEM;
         }
@@ -1020,7 +744,7 @@ int dv_client_new(struct ev_loop *loop, struct http *http, const struct env_conf
                 .timeout_ms = c->opt.timeout_ms,
                 .seed = c->opt.seed ^ UINT64_C(0x5DEECE66D),
         };
-        r = auth_new(http, env, &ao, &c->auth);
+        r = auth_new(http, conn, &ao, &c->auth);
         if (r < 0) {
                 dv_client_free(c);
                 return r;
@@ -1032,6 +756,7 @@ int dv_client_new(struct ev_loop *loop, struct http *http, const struct env_conf
 void dv_client_free(struct dv_client *c) {
         if (!c)
                 return;
+        assert(!c->in_page_callback);
         ev_timer_stop(c->loop, &c->pause);
         ev_timer_stop(c->loop, &c->dispatch);
         while (c->all) {
