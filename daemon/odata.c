@@ -1,5 +1,5 @@
 /* odata.c: owns Web API URL building: quoting, percent-encoding.
- * Must not know which tables s3mond reads (dataverse.c) or how URLs are sent. */
+ * Must not know which tables s3mond reads (queries.c) or how URLs are sent. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>

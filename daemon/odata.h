@@ -62,7 +62,7 @@ void odata_filter_in(struct odata_filter *f, const char *col, const char *const 
  * builder error (-EINVAL, -EILSEQ, -ENOMEM). Caller frees *ret_url. */
 int odata_query_url(const struct odata_query *q, char **ret_url);
 
-/* ---- the primitives, exposed for tests and for dataverse.c ------------ */
+/* ---- the primitives, exposed for tests ---------------------------------- */
 
 /* 'value' with every ' doubled; -EILSEQ when not valid UTF-8. */
 int odata_quote_string(const char *value, char **ret);

@@ -1,5 +1,5 @@
 /* schema.h: the Dataverse tables and columns s3mond reads, in one place.
- * dataverse.c builds its queries from these; rows.c parses exactly these;
+ * queries.c builds its queries from these; rows.c parses exactly these;
  * tests/dvsim serves them (and rejects any column the service would). */
 #pragma once
 
