@@ -1,6 +1,7 @@
-/* monitor.h: the poll cycle of every environment (DESIGN.md sections 6-8):
- * what to ask Dataverse and when, handing rows to the engine, findings to the
- * sink, then state. The only module that knows the order of a cycle. */
+/* monitor.h: every environment's schedule (docs/design.md §6-8): a cycle
+ * (cycle.h) per environment every interval, jittered, one at a time; outage
+ * reporting (one error event when polling starts failing, one when it
+ * recovers); reload keeping what stays; the summary --once and STATUS= read. */
 #pragma once
 
 #include <stdbool.h>
@@ -9,6 +10,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "cycle.h"
 #include "macro.h"
 #include "model.h"
 
@@ -16,16 +18,6 @@ struct ev_loop;
 struct http;
 struct metrics;
 struct monitor;
-
-/* Where the monitor's records go. Each returns 0, or -errno when the record
- * could not be delivered (the monitor then retries it next cycle rather than
- * noting it as reported). */
-struct monitor_sink {
-        int (*finding)(const struct finding *f, void *userdata);
-        int (*resolved)(const struct resolved_event *e, void *userdata);
-        int (*error)(const struct error_event *e, void *userdata);
-        void *userdata;
-};
 
 struct monitor_params {
         const struct s3_config *config;  /* borrowed: must outlive the monitor or the next reload */
