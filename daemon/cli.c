@@ -146,7 +146,7 @@ int cli_parse(int argc, char **argv, struct cli_args *ret, char **ret_error) {
                         ret->config_path = optarg;
                         break;
                 case 'e':
-                        if (!config_environment_name_is_valid(optarg))
+                        if (!environment_name_is_valid(optarg))
                                 q = usage_error(ret_error, "-e: '%s' is not an environment name: use 1 to "
                                                 "64 of A-Z a-z 0-9 . _ -", optarg);
                         else

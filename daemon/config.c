@@ -25,7 +25,6 @@
 #define DEFAULT_AUTHORITY "https://login.microsoftonline.com"
 #define DEFAULT_STATE_DIRECTORY "/var/lib/s3mond"
 #define SECRET_MAX 4096
-#define ENV_NAME_MAX 64
 #define DAY (UINT64_C(86400))
 
 enum section_kind { SECTION_MAIN, SECTION_ENV };
@@ -565,14 +564,6 @@ static int parse_secret_file(struct parser *p, const struct key_def *k, const ch
 
 /* ---- sections ----------------------------------------------------------- */
 
-bool config_environment_name_is_valid(const char *name) {
-        size_t n = strlen(name);
-
-        if (n == 0 || n > ENV_NAME_MAX || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
-                return false;
-        return strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n;
-}
-
 static int env_finish(struct parser *p, const struct section *s) {
         struct env_config *env = &p->cfg->envs[s->env];
         char buf[128];
@@ -663,9 +654,9 @@ static int section_open(struct parser *p, const char *header) {
 
                 if (!*env)
                         return fail(p, p->line, "[environment] needs a name: [environment NAME]");
-                if (!config_environment_name_is_valid(env))
+                if (!environment_name_is_valid(env))
                         return fail(p, p->line, "bad environment name '%s': use 1 to %d of A-Z a-z 0-9 . _ - "
-                                    "(not . or ..)", env, ENV_NAME_MAX);
+                                    "(not . or ..)", env, ENVIRONMENT_NAME_MAX);
                 for (size_t i = 0; i < p->cfg->n_envs; i++)
                         if (strcmp(p->cfg->envs[i].name, env) == 0)
                                 return fail(p, p->line, "duplicate [environment %s] (first on line %u)",

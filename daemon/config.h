@@ -76,7 +76,4 @@ int config_dump(const struct s3_config *c, FILE *f);
  * strings stay e's. */
 void config_env_connection(const struct env_config *e, struct dv_connection *ret);
 
-/* [A-Za-z0-9._-]{1,64}, not "." or "..": environment names name files. */
-bool config_environment_name_is_valid(const char *name);
-
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct s3_config *, config_free);

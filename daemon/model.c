@@ -7,6 +7,14 @@
 #include "macro.h"
 #include "model.h"
 
+bool environment_name_is_valid(const char *name) {
+        size_t n = name ? strlen(name) : 0;
+
+        if (n == 0 || n > ENVIRONMENT_NAME_MAX || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+                return false;
+        return strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n;
+}
+
 const char *verdict_to_string(enum verdict v) {
         switch (v) {
         case VERDICT_CONFIRMED:

@@ -13,6 +13,11 @@
 #define S3_ERROR_CODE ((int64_t) -2147220956)
 #define S3_ERROR_CODE_NAME "UnknownIncomingEmailIntegrationError"
 
+/* An environment's name names its state files: [A-Za-z0-9._-]{1,64}, not
+ * "." or "..". */
+#define ENVIRONMENT_NAME_MAX 64
+bool environment_name_is_valid(const char *name);
+
 /* Item types server-side sync creates; bit flags for config item_types. */
 enum item_type {
         ITEM_EMAIL = 1u << 0,

@@ -211,7 +211,7 @@ static void check_config_common(const struct s3_config *c) {
                 const struct env_config *e = &c->envs[i];
                 size_t n;
 
-                CHECK(e->name && config_environment_name_is_valid(e->name), "environment name");
+                CHECK(e->name && environment_name_is_valid(e->name), "environment name");
                 for (size_t k = 0; k < i; k++)
                         CHECK(strcmp(c->envs[k].name, e->name) != 0, "environment %s twice", e->name);
                 CHECK(e->url && (strncmp(e->url, "https://", 8) == 0 || strncmp(e->url, "http://", 7) == 0),
