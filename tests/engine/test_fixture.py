@@ -3,7 +3,7 @@
 with the fixture's "expected" findings, exactly.
 
 For every fixture with an "expected" list: serve it with dvsim, read every
-table over HTTP with the $select/$expand of daemon/schema.h (so the columns
+table over HTTP with the $select/$expand of daemon/dataverse/schema.h (so the columns
 the C client will ask for are checked against the strict simulator too),
 hand the rows to engine-driver (rows -> cache -> detect -> one evidence
 request -> correlate) with the fixture's expected_config, and compare:
@@ -37,8 +37,8 @@ def duration(text):
 
 
 def schema(root):
-    """The DV_* string macros of daemon/schema.h."""
-    text = open(os.path.join(root, "daemon", "schema.h"), encoding="utf-8").read()
+    """The DV_* string macros of daemon/dataverse/schema.h."""
+    text = open(os.path.join(root, "daemon", "dataverse", "schema.h"), encoding="utf-8").read()
     text = text.replace("\\\n", " ")
     out = {}
     for m in re.finditer(r"#define\s+(DV_\w+)\s+((?:\"[^\"]*\"\s*)+)", text):

@@ -218,7 +218,7 @@ static void test_every_key(void **state) {
         assert_int_equal(e->line, 24);
 }
 
-/* The example of DESIGN.md section 5, comments and all. */
+/* The example of docs/design.md §5, comments and all. */
 static void test_design_example(void **state) {
         struct fixture *fx = *state;
         _cleanup_(config_freep) struct s3_config *c = NULL;

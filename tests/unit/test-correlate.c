@@ -1,4 +1,4 @@
-/* Unit tests for correlate.c: suspects (every decoy class of DESIGN §1 left
+/* Unit tests for correlate.c: suspects (every decoy class of docs/design.md §1 left
  * out, every culprit class found), evidence and its window, the one evidence
  * request of a cycle, verdicts, ordering, notes and remedies. */
 #include <setjmp.h>

@@ -1,4 +1,4 @@
-/* Unit tests for finding.c: the JSON form of DESIGN.md §2 (golden file),
+/* Unit tests for finding.c: the JSON form of docs/design.md §2 (golden file),
  * resolved and error events, the one-line form, and hostile text. */
 #include <setjmp.h>
 #include <stdarg.h>

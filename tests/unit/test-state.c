@@ -1,4 +1,4 @@
-/* Unit tests for state.c: round trips, the DESIGN §2 classification, corrupt and
+/* Unit tests for state.c: round trips, the docs/design.md §2 classification, corrupt and
  * foreign files, the journal across simulated crashes (fork + SIGKILL), atomic
  * replacement at every crash point, modes, and (as root, in a private mount
  * namespace) a full and a read-only state directory. */
