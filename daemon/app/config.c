@@ -317,27 +317,20 @@ static int parse_env_url(struct parser *p, const struct key_def *k, const char *
         return 0;
 }
 
-static char *strdup_lower(const char *s) {
-        char *t = strdup(s);
+/* Set *field to a lower-case copy of value (GUIDs and domains compare so). */
+static int set_lower(char **field, const char *value) {
+        int r = set_string(field, value);
 
-        for (char *c = t; c && *c; c++)
+        for (char *c = *field; r >= 0 && *c; c++)
                 *c = (char) tolower((unsigned char) *c);
-        return t;
+        return r;
 }
 
 static int parse_guid(struct parser *p, const struct key_def *k, const char *value, void *base) {
-        char **field = (char **) ((char *) base + k->offset);
-        char *s;
-
         if (!guid_is_valid(value))
                 return fail(p, p->line, "%s: '%s' is not a GUID: use the form "
                             "11111111-2222-3333-4444-555555555555", k->name, value);
-        s = strdup_lower(value);
-        if (!s)
-                return -ENOMEM;
-        free(*field);
-        *field = s;
-        return 0;
+        return set_lower((char **) ((char *) base + k->offset), value);
 }
 
 /* A DNS name with at least two labels: contoso.onmicrosoft.com. */
@@ -361,18 +354,10 @@ static bool is_domain(const char *s) {
 }
 
 static int parse_tenant(struct parser *p, const struct key_def *k, const char *value, void *base) {
-        char **field = (char **) ((char *) base + k->offset);
-        char *s;
-
         if (!guid_is_valid(value) && !is_domain(value))
                 return fail(p, p->line, "%s: '%s' is neither a GUID nor a domain: use the directory "
                             "(tenant) ID or a domain such as contoso.onmicrosoft.com", k->name, value);
-        s = strdup_lower(value);
-        if (!s)
-                return -ENOMEM;
-        free(*field);
-        *field = s;
-        return 0;
+        return set_lower((char **) ((char *) base + k->offset), value);
 }
 
 static int parse_string(struct parser *p, const struct key_def *k, const char *value, void *base) {

@@ -61,6 +61,24 @@ static inline void qsort_safe(void *base, size_t n, size_t size, int (*compare)(
                 qsort(base, n, size, compare);
 }
 
+/* Make the buffer *p (of *alloc bytes) hold at least need bytes, doubling
+ * from initial. 0, or -ENOMEM (then *p and *alloc are unchanged). */
+static inline int buffer_grow(char **p, size_t *alloc, size_t need, size_t initial) {
+        size_t a = *alloc ? *alloc : initial;
+        char *grown;
+
+        if (need <= *alloc)
+                return 0;
+        while (a < need)
+                a *= 2;
+        grown = realloc(*p, a);
+        if (!grown)
+                return -ENOMEM;
+        *p = grown;
+        *alloc = a;
+        return 0;
+}
+
 static inline const char *strempty(const char *s) {
         return s ? s : "";
 }

@@ -137,18 +137,8 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata) {
                 t->too_large = true;
                 return 0; /* CURLE_WRITE_ERROR ends the transfer */
         }
-        if (t->resp_len + n + 1 > t->resp_alloc) {
-                size_t a = t->resp_alloc ? t->resp_alloc : 16384;
-                char *p;
-
-                while (a < t->resp_len + n + 1)
-                        a *= 2;
-                p = realloc(t->resp, a);
-                if (!p)
-                        return 0;
-                t->resp = p;
-                t->resp_alloc = a;
-        }
+        if (buffer_grow(&t->resp, &t->resp_alloc, t->resp_len + n + 1, 16384) < 0)
+                return 0;
         memcpy(t->resp + t->resp_len, ptr, n);
         t->resp_len += n;
         t->resp[t->resp_len] = '\0';

@@ -47,19 +47,9 @@ struct buf {
 static void buf_add(struct buf *b, const char *s, size_t n) {
         if (b->error)
                 return;
-        if (b->len + n + 1 > b->alloc) {
-                size_t a = b->alloc ? b->alloc : 64;
-                char *p;
-
-                while (a < b->len + n + 1)
-                        a *= 2;
-                p = realloc(b->s, a);
-                if (!p) {
-                        b->error = -ENOMEM;
-                        return;
-                }
-                b->s = p;
-                b->alloc = a;
+        if (buffer_grow(&b->s, &b->alloc, b->len + n + 1, 64) < 0) {
+                b->error = -ENOMEM;
+                return;
         }
         memcpy(b->s + b->len, s, n);
         b->len += n;

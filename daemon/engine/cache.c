@@ -6,6 +6,7 @@
  * Mailboxes are stored as 32-byte entries with a binary GUID and their two
  * strings in one arena, rebuilt on every change. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,6 +126,70 @@ static int pick_id_compare(const void *key, const void *elem) {
 
 static bool picks_contain(const struct pick *p, size_t n, const char *id) {
         return n > 0 && bsearch(id, p, n, sizeof(*p), pick_id_compare);
+}
+
+/* Where a table's rows keep their id and modifiedon, and how one is released. */
+struct row_layout {
+        size_t size, id_offset, modified_offset;
+        void (*done)(void *row);
+};
+
+static const char *row_id(const struct row_layout *l, const void *row) {
+        return *(char *const *) ((const char *) row + l->id_offset);
+}
+
+static time_t row_modified_on(const struct row_layout *l, const void *row) {
+        return *(const time_t *) ((const char *) row + l->modified_offset);
+}
+
+static void *row_at(const struct row_layout *l, void *rows, size_t i) {
+        return (char *) rows + i * l->size;
+}
+
+/* The winners of a read's n rows, and its newest modifiedon (which moves the
+ * watermark, loser or not). */
+struct read {
+        struct pick *picks;
+        size_t n_picks;
+        time_t newest;
+};
+
+static int read_settle(const struct row_layout *l, void *rows, size_t n, struct read *ret) {
+        *ret = (struct read) {};
+        if (n > 0 && !(ret->picks = calloc(n, sizeof(*ret->picks))))
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                const void *row = row_at(l, rows, i);
+
+                if (row_modified_on(l, row) > ret->newest)
+                        ret->newest = row_modified_on(l, row);
+                if (row_id(l, row))
+                        ret->picks[ret->n_picks++] = (struct pick) { row_id(l, row), row_modified_on(l, row), i };
+        }
+        ret->n_picks = picks_settle(ret->picks, ret->n_picks);
+        return 0;
+}
+
+/* The first `keep` of the n old rows that the read does not carry again move
+ * to out (which counts *out_n rows); every other old row is released. */
+static void keep_unread(const struct row_layout *l, const struct read *r, void *old, size_t n, size_t keep, void *out,
+                        size_t *out_n) {
+        for (size_t i = 0; i < n; i++) {
+                void *row = row_at(l, old, i);
+
+                if (i < keep && !picks_contain(r->picks, r->n_picks, row_id(l, row)))
+                        memcpy(row_at(l, out, (*out_n)++), row, l->size);
+                else
+                        l->done(row);
+        }
+}
+
+/* Release the rows the merge did not take (it zeroed those it did). */
+static void read_done(const struct row_layout *l, struct read *r, void *rows, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                l->done(row_at(l, rows, i));
+        free(r->picks);
+        *r = (struct read) {};
 }
 
 /* ---- mailboxes ----------------------------------------------------------- */
@@ -352,6 +417,15 @@ static int workflow_id_compare(const void *key, const void *elem) {
         return strcmp(key, ((const struct workflow_row *) elem)->id);
 }
 
+static void workflow_done(void *row) {
+        workflow_row_done(row);
+}
+
+static const struct row_layout workflow_layout = {
+        sizeof(struct workflow_row), offsetof(struct workflow_row, id), offsetof(struct workflow_row, modified_on),
+        workflow_done,
+};
+
 static int activation_parent_compare(const void *a, const void *b) {
         const struct workflow_row *x = *(const struct workflow_row *const *) a,
                                   *y = *(const struct workflow_row *const *) b;
@@ -362,48 +436,25 @@ static int activation_parent_compare(const void *a, const void *b) {
 /* Keep the old rows the read does not carry (unless full), move in the
  * winners that can matter, release everything else. */
 static int workflows_merge(struct cache *c, struct workflow_row *rows, size_t n, bool keep_old) {
-        _cleanup_free_ struct pick *picks = NULL;
         _cleanup_free_ struct workflow_row *defs = NULL, *acts = NULL;
         _cleanup_free_ const struct workflow_row **by_parent = NULL;
-        size_t n_picks = 0, n_defs = 0, n_acts = 0, i;
+        size_t n_defs = 0, n_acts = 0;
         size_t old_defs = keep_old ? c->n_definitions : 0, old_acts = keep_old ? c->n_activations : 0;
-        time_t newest = 0;
+        struct read r;
 
-        if (n > 0) {
-                picks = calloc(n, sizeof(*picks));
-                if (!picks)
-                        return -ENOMEM;
-        }
-        for (i = 0; i < n; i++) {
-                if (rows[i].modified_on > newest)
-                        newest = rows[i].modified_on;
-                if (rows[i].id)
-                        picks[n_picks++] = (struct pick) { rows[i].id, rows[i].modified_on, i };
-        }
-        n_picks = picks_settle(picks, n_picks);
-
-        /* Allocate for the worst case first, so a failure changes nothing. */
-        if (old_defs + n_picks > 0 && !(defs = calloc(old_defs + n_picks, sizeof(*defs))))
+        if (read_settle(&workflow_layout, rows, n, &r) < 0)
                 return -ENOMEM;
-        if (old_acts + n_picks > 0) {
-                acts = calloc(old_acts + n_picks, sizeof(*acts));
-                by_parent = calloc(old_acts + n_picks, sizeof(*by_parent));
-                if (!acts || !by_parent)
-                        return -ENOMEM;
+        /* Allocate for the worst case first, so a failure changes nothing. */
+        if ((old_defs + r.n_picks > 0 && !(defs = calloc(old_defs + r.n_picks, sizeof(*defs)))) ||
+            (old_acts + r.n_picks > 0 && (!(acts = calloc(old_acts + r.n_picks, sizeof(*acts))) ||
+                                          !(by_parent = calloc(old_acts + r.n_picks, sizeof(*by_parent)))))) {
+                free(r.picks);
+                return -ENOMEM;
         }
-
-        for (i = 0; i < c->n_definitions; i++)
-                if (i < old_defs && !picks_contain(picks, n_picks, c->definitions[i].id))
-                        defs[n_defs++] = c->definitions[i];
-                else
-                        workflow_row_done(&c->definitions[i]);
-        for (i = 0; i < c->n_activations; i++)
-                if (i < old_acts && !picks_contain(picks, n_picks, c->activations[i].id))
-                        acts[n_acts++] = c->activations[i];
-                else
-                        workflow_row_done(&c->activations[i]);
-        for (i = 0; i < n_picks; i++) {
-                struct workflow_row *w = &rows[picks[i].index];
+        keep_unread(&workflow_layout, &r, c->definitions, c->n_definitions, old_defs, defs, &n_defs);
+        keep_unread(&workflow_layout, &r, c->activations, c->n_activations, old_acts, acts, &n_acts);
+        for (size_t i = 0; i < r.n_picks; i++) {
+                struct workflow_row *w = &rows[r.picks[i].index];
                 if (workflow_is_candidate(w))
                         defs[n_defs++] = *w;
                 else if (workflow_is_activation(w))
@@ -412,13 +463,12 @@ static int workflows_merge(struct cache *c, struct workflow_row *rows, size_t n,
                         continue;
                 *w = (struct workflow_row) {};
         }
-        /* Losers of duplicate ids and rows that cannot matter. */
-        for (i = 0; i < n; i++)
-                workflow_row_done(&rows[i]);
+        advance_watermark(c, CACHE_WORKFLOWS, r.newest);
+        read_done(&workflow_layout, &r, rows, n); /* losers of duplicate ids, rows that cannot matter */
 
         qsort_safe(defs, n_defs, sizeof(*defs), workflow_compare);
         qsort_safe(acts, n_acts, sizeof(*acts), workflow_compare);
-        for (i = 0; i < n_acts; i++)
+        for (size_t i = 0; i < n_acts; i++)
                 by_parent[i] = &acts[i];
         qsort_safe(by_parent, n_acts, sizeof(*by_parent), activation_parent_compare);
 
@@ -430,22 +480,29 @@ static int workflows_merge(struct cache *c, struct workflow_row *rows, size_t n,
         c->activations = TAKE_PTR(acts);
         c->n_activations = n_acts;
         c->activations_by_parent = TAKE_PTR(by_parent);
-        advance_watermark(c, CACHE_WORKFLOWS, newest);
         return 0;
+}
+
+static int steps_merge(struct cache *c, struct step_row *rows, size_t n, bool keep_old);
+
+/* A delta read (nothing to do when empty) or a full read of a table of rows. */
+static int table_read(struct cache *c, enum cache_table t, void *rows, size_t n, bool full) {
+        int r;
+
+        if (!full && n == 0)
+                return 0;
+        r = t == CACHE_WORKFLOWS ? workflows_merge(c, rows, n, !full) : steps_merge(c, rows, n, !full);
+        if (r >= 0 && full)
+                c->loaded[t] = true;
+        return r;
 }
 
 int cache_update_workflows(struct cache *c, struct workflow_row *rows, size_t n) {
-        if (n == 0)
-                return 0;
-        return workflows_merge(c, rows, n, true);
+        return table_read(c, CACHE_WORKFLOWS, rows, n, false);
 }
 
 int cache_replace_workflows(struct cache *c, struct workflow_row *rows, size_t n) {
-        int r = workflows_merge(c, rows, n, false);
-        if (r < 0)
-                return r;
-        c->loaded[CACHE_WORKFLOWS] = true;
-        return 0;
+        return table_read(c, CACHE_WORKFLOWS, rows, n, true);
 }
 
 const struct workflow_row *cache_workflow_definitions(const struct cache *c, size_t *ret_n) {
@@ -517,62 +574,49 @@ static int step_id_compare(const void *key, const void *elem) {
         return strcmp(key, ((const struct step_row *) elem)->id);
 }
 
+static void step_done(void *row) {
+        step_row_done(row);
+}
+
+static const struct row_layout step_layout = {
+        sizeof(struct step_row), offsetof(struct step_row, id), offsetof(struct step_row, modified_on), step_done,
+};
+
 static int steps_merge(struct cache *c, struct step_row *rows, size_t n, bool keep_old) {
-        _cleanup_free_ struct pick *picks = NULL;
         _cleanup_free_ struct step_row *steps = NULL;
-        size_t n_picks = 0, n_steps = 0, old = keep_old ? c->n_steps : 0, i;
-        time_t newest = 0;
+        size_t n_steps = 0, old = keep_old ? c->n_steps : 0;
+        struct read r;
 
-        if (n > 0) {
-                picks = calloc(n, sizeof(*picks));
-                if (!picks)
-                        return -ENOMEM;
-        }
-        for (i = 0; i < n; i++) {
-                if (rows[i].modified_on > newest)
-                        newest = rows[i].modified_on;
-                if (rows[i].id)
-                        picks[n_picks++] = (struct pick) { rows[i].id, rows[i].modified_on, i };
-        }
-        n_picks = picks_settle(picks, n_picks);
-        if (old + n_picks > 0 && !(steps = calloc(old + n_picks, sizeof(*steps))))
+        if (read_settle(&step_layout, rows, n, &r) < 0)
                 return -ENOMEM;
-
-        for (i = 0; i < c->n_steps; i++)
-                if (i < old && !picks_contain(picks, n_picks, c->steps[i].id))
-                        steps[n_steps++] = c->steps[i];
-                else
-                        step_row_done(&c->steps[i]);
-        for (i = 0; i < n_picks; i++) {
-                struct step_row *s = &rows[picks[i].index];
+        if (old + r.n_picks > 0 && !(steps = calloc(old + r.n_picks, sizeof(*steps)))) {
+                free(r.picks);
+                return -ENOMEM;
+        }
+        keep_unread(&step_layout, &r, c->steps, c->n_steps, old, steps, &n_steps);
+        for (size_t i = 0; i < r.n_picks; i++) {
+                struct step_row *s = &rows[r.picks[i].index];
                 if (!step_is_candidate(s))
                         continue;
                 steps[n_steps++] = *s;
                 *s = (struct step_row) {};
         }
-        for (i = 0; i < n; i++)
-                step_row_done(&rows[i]);
+        advance_watermark(c, CACHE_STEPS, r.newest);
+        read_done(&step_layout, &r, rows, n);
         qsort_safe(steps, n_steps, sizeof(*steps), step_compare);
 
         free(c->steps);
         c->steps = TAKE_PTR(steps);
         c->n_steps = n_steps;
-        advance_watermark(c, CACHE_STEPS, newest);
         return 0;
 }
 
 int cache_update_steps(struct cache *c, struct step_row *rows, size_t n) {
-        if (n == 0)
-                return 0;
-        return steps_merge(c, rows, n, true);
+        return table_read(c, CACHE_STEPS, rows, n, false);
 }
 
 int cache_replace_steps(struct cache *c, struct step_row *rows, size_t n) {
-        int r = steps_merge(c, rows, n, false);
-        if (r < 0)
-                return r;
-        c->loaded[CACHE_STEPS] = true;
-        return 0;
+        return table_read(c, CACHE_STEPS, rows, n, true);
 }
 
 const struct step_row *cache_steps(const struct cache *c, size_t *ret_n) {

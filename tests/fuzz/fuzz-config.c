@@ -64,33 +64,22 @@ static mode_t mode_arg(int flags, va_list ap) {
         return (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE ? (mode_t) va_arg(ap, int) : 0;
 }
 
-int __wrap_open(const char *path, int flags, ...) {
-        va_list ap;
-        mode_t mode;
-
-        va_start(ap, flags);
-        mode = mode_arg(flags, ap);
-        va_end(ap);
-        if (!allowed(path)) {
-                errno = EACCES;
-                return -1;
+/* open() and open64() alike: refused outside the sandbox, else the real one. */
+#define WRAP_OPEN(name)                                         \
+        int __wrap_##name(const char *path, int flags, ...) {   \
+                va_list ap;                                     \
+                mode_t mode;                                    \
+                va_start(ap, flags);                            \
+                mode = mode_arg(flags, ap);                     \
+                va_end(ap);                                     \
+                if (!allowed(path)) {                           \
+                        errno = EACCES;                         \
+                        return -1;                              \
+                }                                               \
+                return __real_##name(path, flags, mode);        \
         }
-        return __real_open(path, flags, mode);
-}
-
-int __wrap_open64(const char *path, int flags, ...) {
-        va_list ap;
-        mode_t mode;
-
-        va_start(ap, flags);
-        mode = mode_arg(flags, ap);
-        va_end(ap);
-        if (!allowed(path)) {
-                errno = EACCES;
-                return -1;
-        }
-        return __real_open64(path, flags, mode);
-}
+WRAP_OPEN(open)
+WRAP_OPEN(open64)
 
 /* ---- the sandbox ------------------------------------------------------------- */
 

@@ -28,30 +28,30 @@ static char *enc(const char *s) {
         return r;
 }
 
-/* Build a query on "tracelogs" with $select=x and the filter made by fn. */
-static char *filter_url(void (*fn)(struct odata_filter *f)) {
+/* Build a query on "tracelogs" with $select=x and the filter made by fn:
+ * odata_query_url()'s result, and the URL in *ret_url. */
+static int filter_build(void (*fn)(struct odata_filter *f), char **ret_url) {
         struct odata_query *q = NULL;
-        char *url = NULL;
         int r;
 
+        *ret_url = NULL;
         assert_int_equal(odata_query_new(ROOT, "tracelogs", &q), 0);
         odata_select(q, "x");
         fn(odata_query_filter(q));
-        r = odata_query_url(q, &url);
+        r = odata_query_url(q, ret_url);
         odata_query_free(q);
-        return r < 0 ? NULL : url;
+        return r;
+}
+
+static char *filter_url(void (*fn)(struct odata_filter *f)) {
+        char *url;
+        return filter_build(fn, &url) < 0 ? NULL : url;
 }
 
 static int filter_error(void (*fn)(struct odata_filter *f)) {
-        struct odata_query *q = NULL;
-        char *url = NULL;
-        int r;
+        char *url;
+        int r = filter_build(fn, &url);
 
-        assert_int_equal(odata_query_new(ROOT, "tracelogs", &q), 0);
-        odata_select(q, "x");
-        fn(odata_query_filter(q));
-        r = odata_query_url(q, &url);
-        odata_query_free(q);
         free(url);
         return r;
 }

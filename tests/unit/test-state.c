@@ -512,17 +512,28 @@ static void test_journal_survives_kill(void **state) {
         state_close(st);
 }
 
-static void test_torn_last_line(void **state) {
-        struct fixture *fx = *state;
-        char *log = path_of(fx, "prod.state.log");
+/* The journal after n notes (findings 1..n), its handle closed, opened for
+ * appending what a crash or a hand might leave. */
+static FILE *journal_after_notes(struct fixture *fx, unsigned n) {
+        _cleanup_free_ char *log = path_of(fx, "prod.state.log");
         struct env_state *st = open_ok(fx, "prod");
         struct fbuf b;
         FILE *f;
 
-        assert_int_equal(state_note_finding(st, make_finding(&b, 1, 1, 1), NULL), 0);
-        assert_int_equal(state_note_finding(st, make_finding(&b, 2, 1, 1), NULL), 0);
+        for (unsigned i = 1; i <= n; i++)
+                assert_int_equal(state_note_finding(st, make_finding(&b, i, 1, 1), NULL), 0);
         state_close(st);
         f = fopen(log, "ae");
+        assert_non_null(f);
+        return f;
+}
+
+static void test_torn_last_line(void **state) {
+        struct fixture *fx = *state;
+        struct env_state *st;
+        struct fbuf b;
+        FILE *f = journal_after_notes(fx, 2);
+
         fputs("{\"op\":\"finding\",\"finding_id\":\"prod/x/1\",\"alert_id\":\"x\",\"alert_s", f);
         fclose(f);
 
@@ -535,7 +546,6 @@ static void test_torn_last_line(void **state) {
         st = open_ok(fx, "prod");
         assert_int_equal(state_open_count(st), 3);
         state_close(st);
-        free(log);
 }
 
 static void torn_by_crash_point(struct fixture *fx, void *arg) {
@@ -564,14 +574,10 @@ static void test_torn_by_crash_point(void **state) {
 
 static void test_bad_middle_line(void **state) {
         struct fixture *fx = *state;
-        char *log = path_of(fx, "prod.state.log");
-        struct env_state *st = open_ok(fx, "prod");
+        struct env_state *st;
         struct fbuf b;
-        FILE *f;
+        FILE *f = journal_after_notes(fx, 1);
 
-        assert_int_equal(state_note_finding(st, make_finding(&b, 1, 1, 1), NULL), 0);
-        state_close(st);
-        f = fopen(log, "ae");
         fputs("this is not json\n{\"op\":\"mystery\",\"at\":\"2025-11-25T09:59:58Z\"}\n", f);
         fclose(f);
         st = open_warned(fx, "prod", "2 unreadable line(s)");
@@ -581,7 +587,6 @@ static void test_bad_middle_line(void **state) {
         st = open_warned(fx, "prod", "2 unreadable line(s)");
         assert_int_equal(state_open_count(st), 2);
         state_close(st);
-        free(log);
 }
 
 static void test_save_empties_journal(void **state) {
