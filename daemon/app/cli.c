@@ -118,12 +118,100 @@ static const char *bad_option(char **argv, char *buf, size_t size) {
         return buf;
 }
 
-int cli_parse(int argc, char **argv, struct cli_args *ret, char **ret_error) {
-        enum cli_mode mode = CLI_MODE_DAEMON;
-        bool help = false, version = false, json = false, since_given = false;
-        enum output_kind output = OUTPUT_AUTO;
-        const char *output_arg = NULL;
+/* What the options said so far, before they are checked together. */
+struct seen {
+        enum cli_mode mode;
+        bool help, version, json, since_given;
+        enum output_kind output;
+        const char *output_arg;
+};
+
+static int parse_since(const char *arg, struct cli_args *ret, char **ret_error) {
+        uint64_t sec;
+        int r = duration_parse(arg, &sec);
+
+        if (r == -EINVAL)
+                return usage_error(ret_error, "--since: '%s' is not a duration: use a whole "
+                                   "number with s, m, h or d, e.g. 90m, 24h, 7d", arg);
+        if (r < 0 || sec == 0 || sec > SINCE_MAX_SEC)
+                return usage_error(ret_error, "--since: %s is out of range: use 1s to 365d", arg);
+        ret->since_sec = sec;
+        return 0;
+}
+
+static int parse_output(const char *arg, struct seen *seen, char **ret_error) {
+        int k = output_kind_from_string(arg);
+
+        if (k < 0 || k == OUTPUT_AUTO)
+                return usage_error(ret_error, "-o: unknown output '%s': use journal, syslog, stderr or json", arg);
+        seen->output = (enum output_kind) k;
+        seen->output_arg = arg;
+        return 0;
+}
+
+static int parse_environment(char *arg, struct cli_args *ret, char **ret_error) {
+        if (!environment_name_is_valid(arg))
+                return usage_error(ret_error, "-e: '%s' is not an environment name: use 1 to "
+                                   "64 of A-Z a-z 0-9 . _ -", arg);
+        return add_environment(ret, arg);
+}
+
+/* One option getopt_long returned: 0, or -EINVAL with *ret_error, or -ENOMEM. */
+static int parse_option(int c, char **argv, struct cli_args *ret, struct seen *seen, char **ret_error) {
         char buf[8];
+
+        switch (c) {
+        case 'c':
+                ret->config_path = optarg;
+                return 0;
+        case 'e':
+                return parse_environment(optarg, ret, ret_error);
+        case ARG_ONCE:
+                ret->once_requested = true;
+                return set_mode(&seen->mode, CLI_MODE_ONCE, ret_error);
+        case ARG_SINCE:
+                seen->since_given = true;
+                return parse_since(optarg, ret, ret_error);
+        case ARG_JSON:
+                seen->json = true;
+                return 0;
+        case 'o':
+                return parse_output(optarg, seen, ret_error);
+        case ARG_CHECK_CONFIG:
+                return set_mode(&seen->mode, CLI_MODE_CHECK_CONFIG, ret_error);
+        case ARG_PROBE:
+                return set_mode(&seen->mode, CLI_MODE_PROBE, ret_error);
+        case 'v':
+                ret->verbosity++;
+                return 0;
+        case 'h':
+                seen->help = true;
+                return 0;
+        case 'V':
+                seen->version = true;
+                return 0;
+        case ':':
+                return usage_error(ret_error, "option '%s' needs an argument", bad_option(argv, buf, sizeof(buf)));
+        default:
+                return usage_error(ret_error, "unknown option '%s'", bad_option(argv, buf, sizeof(buf)));
+        }
+}
+
+/* The options that only make sense together, once all are read. */
+static int check_together(struct cli_args *ret, struct seen *seen, char **ret_error) {
+        if (seen->json && seen->output != OUTPUT_AUTO && seen->output != OUTPUT_JSON)
+                return usage_error(ret_error, "--json conflicts with -o %s", seen->output_arg);
+        if (seen->json)
+                seen->output = OUTPUT_JSON;
+        if (seen->since_given && seen->mode != CLI_MODE_ONCE && !seen->help && !seen->version)
+                return usage_error(ret_error, "--since works only with --once");
+        ret->output = seen->output;
+        ret->mode = seen->help ? CLI_MODE_HELP : seen->version ? CLI_MODE_VERSION : seen->mode;
+        return 0;
+}
+
+int cli_parse(int argc, char **argv, struct cli_args *ret, char **ret_error) {
+        struct seen seen = { .mode = CLI_MODE_DAEMON, .output = OUTPUT_AUTO };
         int c, r = 0;
 
         assert(ret);
@@ -139,97 +227,18 @@ int cli_parse(int argc, char **argv, struct cli_args *ret, char **ret_error) {
         optind = 0; /* glibc: start over (the tests parse many command lines) */
         opterr = 0;
         while ((c = getopt_long(argc, argv, ":c:e:o:vhV", options, NULL)) >= 0) {
-                int q = 0;
+                int q = parse_option(c, argv, ret, &seen, ret_error);
 
-                switch (c) {
-                case 'c':
-                        ret->config_path = optarg;
-                        break;
-                case 'e':
-                        if (!environment_name_is_valid(optarg))
-                                q = usage_error(ret_error, "-e: '%s' is not an environment name: use 1 to "
-                                                "64 of A-Z a-z 0-9 . _ -", optarg);
-                        else
-                                q = add_environment(ret, optarg);
-                        break;
-                case ARG_ONCE:
-                        ret->once_requested = true;
-                        q = set_mode(&mode, CLI_MODE_ONCE, ret_error);
-                        break;
-                case ARG_SINCE: {
-                        uint64_t sec;
-
-                        since_given = true;
-                        q = duration_parse(optarg, &sec);
-                        if (q == -EINVAL)
-                                q = usage_error(ret_error, "--since: '%s' is not a duration: use a whole "
-                                                "number with s, m, h or d, e.g. 90m, 24h, 7d", optarg);
-                        else if (q < 0 || sec == 0 || sec > SINCE_MAX_SEC)
-                                q = usage_error(ret_error, "--since: %s is out of range: use 1s to 365d",
-                                                optarg);
-                        else
-                                ret->since_sec = sec;
-                        break;
-                }
-                case ARG_JSON:
-                        json = true;
-                        break;
-                case 'o': {
-                        int k = output_kind_from_string(optarg);
-
-                        if (k < 0 || k == OUTPUT_AUTO)
-                                q = usage_error(ret_error, "-o: unknown output '%s': use journal, syslog, "
-                                                "stderr or json", optarg);
-                        else {
-                                output = (enum output_kind) k;
-                                output_arg = optarg;
-                        }
-                        break;
-                }
-                case ARG_CHECK_CONFIG:
-                        q = set_mode(&mode, CLI_MODE_CHECK_CONFIG, ret_error);
-                        break;
-                case ARG_PROBE:
-                        q = set_mode(&mode, CLI_MODE_PROBE, ret_error);
-                        break;
-                case 'v':
-                        ret->verbosity++;
-                        break;
-                case 'h':
-                        help = true;
-                        break;
-                case 'V':
-                        version = true;
-                        break;
-                case ':':
-                        q = usage_error(ret_error, "option '%s' needs an argument",
-                                        bad_option(argv, buf, sizeof(buf)));
-                        break;
-                default:
-                        q = usage_error(ret_error, "unknown option '%s'", bad_option(argv, buf, sizeof(buf)));
-                        break;
-                }
                 if (q == -ENOMEM)
                         return q;
                 if (q < 0 && r == 0)
-                        r = q;
+                        r = q; /* the first error is the one said; the rest is still read */
         }
         if (optind < argc && r == 0)
-                r = usage_error(ret_error, "unexpected argument '%s': s3mond takes options only",
-                                argv[optind]);
+                r = usage_error(ret_error, "unexpected argument '%s': s3mond takes options only", argv[optind]);
         if (r < 0)
                 return r;
-
-        if (json && output != OUTPUT_AUTO && output != OUTPUT_JSON)
-                return usage_error(ret_error, "--json conflicts with -o %s", output_arg);
-        if (json)
-                output = OUTPUT_JSON;
-        if (since_given && mode != CLI_MODE_ONCE && !help && !version)
-                return usage_error(ret_error, "--since works only with --once");
-
-        ret->output = output;
-        ret->mode = help ? CLI_MODE_HELP : version ? CLI_MODE_VERSION : mode;
-        return 0;
+        return check_together(ret, &seen, ret_error);
 }
 
 void cli_args_done(struct cli_args *a) {

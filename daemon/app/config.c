@@ -475,12 +475,56 @@ static bool env_selected(const struct parser *p, const char *name) {
         return false;
 }
 
+/* The secret file is a regular file only its owner can read (or a systemd
+ * credential, whose ACL shows as group bits). */
+static int check_secret_file(struct parser *p, const struct key_def *k, int fd, const char *resolved) {
+        struct stat st;
+
+        if (fstat(fd, &st) < 0)
+                return fail(p, p->line, "%s: cannot stat %s: %s", k->name, resolved, strerror(errno));
+        if (!S_ISREG(st.st_mode))
+                return fail(p, p->line, "%s: %s is not a regular file", k->name, resolved);
+        if ((st.st_mode & 077) && !(p->credentials_dir && path_is_under(resolved, p->credentials_dir)))
+                return fail(p, p->line, "%s: %s may be read by group or others (mode %04o): "
+                            "run chmod 600 %s", k->name, resolved, (unsigned) (st.st_mode & 07777), resolved);
+        return 0;
+}
+
+/* The secret: the file's one line, its line end dropped; *ret_n bytes of buf. */
+static int read_secret(struct parser *p, const struct key_def *k, int fd, const char *resolved,
+                       char buf[static SECRET_MAX + 1], size_t *ret_n) {
+        size_t n = 0;
+
+        while (n < SECRET_MAX + 1) {
+                ssize_t got = read(fd, buf + n, SECRET_MAX + 1 - n);
+
+                if (got < 0 && errno == EINTR)
+                        continue;
+                if (got < 0)
+                        return fail(p, p->line, "%s: cannot read %s: %s", k->name, resolved, strerror(errno));
+                if (got == 0)
+                        break;
+                n += (size_t) got;
+        }
+        if (n > SECRET_MAX)
+                return fail(p, p->line, "%s: %s is larger than %d bytes: it must hold the client secret "
+                            "alone", k->name, resolved, SECRET_MAX);
+        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+                n--;
+        if (n == 0)
+                return fail(p, p->line, "%s: %s is empty: put the client secret in it", k->name, resolved);
+        if (memchr(buf, '\n', n) || memchr(buf, '\0', n))
+                return fail(p, p->line, "%s: %s holds more than one line: it must hold the client secret "
+                            "alone", k->name, resolved);
+        *ret_n = n;
+        return 0;
+}
+
 static int parse_secret_file(struct parser *p, const struct key_def *k, const char *value, void *base) {
         struct env_config *env = base;
         _cleanup_free_ char *path = NULL, *resolved = NULL;
         _cleanup_close_ int fd = -1;
         _cleanup_(secret_buffer_clear) char buf[SECRET_MAX + 1];
-        struct stat st;
         size_t n = 0;
         int r;
 
@@ -503,37 +547,8 @@ static int parse_secret_file(struct parser *p, const struct key_def *k, const ch
         resolved = realpath(path, NULL);
         if (!resolved)
                 return fail(p, p->line, "%s: cannot resolve %s: %s", k->name, path, strerror(errno));
-        if (fstat(fd, &st) < 0)
-                return fail(p, p->line, "%s: cannot stat %s: %s", k->name, resolved, strerror(errno));
-        if (!S_ISREG(st.st_mode))
-                return fail(p, p->line, "%s: %s is not a regular file", k->name, resolved);
-        /* systemd hands credentials out with an ACL for the service user,
-         * which shows as group bits; it alone can read them. */
-        if ((st.st_mode & 077) && !(p->credentials_dir && path_is_under(resolved, p->credentials_dir)))
-                return fail(p, p->line, "%s: %s may be read by group or others (mode %04o): "
-                            "run chmod 600 %s", k->name, resolved, (unsigned) (st.st_mode & 07777), resolved);
-
-        while (n < sizeof(buf)) {
-                ssize_t got = read(fd, buf + n, sizeof(buf) - n);
-
-                if (got < 0 && errno == EINTR)
-                        continue;
-                if (got < 0)
-                        return fail(p, p->line, "%s: cannot read %s: %s", k->name, resolved, strerror(errno));
-                if (got == 0)
-                        break;
-                n += (size_t) got;
-        }
-        if (n > SECRET_MAX)
-                return fail(p, p->line, "%s: %s is larger than %d bytes: it must hold the client secret "
-                            "alone", k->name, resolved, SECRET_MAX);
-        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-                n--;
-        if (n == 0)
-                return fail(p, p->line, "%s: %s is empty: put the client secret in it", k->name, resolved);
-        if (memchr(buf, '\n', n) || memchr(buf, '\0', n))
-                return fail(p, p->line, "%s: %s holds more than one line: it must hold the client secret "
-                            "alone", k->name, resolved);
+        if ((r = check_secret_file(p, k, fd, resolved)) < 0 || (r = read_secret(p, k, fd, resolved, buf, &n)) < 0)
+                return r;
 
         if (env->client_secret) {
                 explicit_bzero(env->client_secret, strlen(env->client_secret));
@@ -664,30 +679,77 @@ static int section_open(struct parser *p, const char *header) {
  * opens sections as their headers go by, refuses indented lines (libinih
  * would silently glue them to the value above), drops '#' comments after
  * values (libinih knows only ';' there) and stops libinih at the first error. */
+/* The next line of the file, its BOM (on line 1) left out: 1, 0 at the end,
+ * <0 on error (p->error says it). */
+static int next_line(struct parser *p, char **ret) {
+        ssize_t n = getline(&p->buf, &p->bufsize, p->f);
+
+        if (n < 0) {
+                if (ferror(p->f))
+                        (void) fail(p, p->line + 1, "cannot read: %s", strerror(errno));
+                return ferror(p->f) ? -EIO : 0;
+        }
+        p->line++;
+        if (memchr(p->buf, '\0', (size_t) n))
+                return fail(p, p->line, "the line holds a NUL byte: is this a text file?");
+        *ret = p->buf + (p->line == 1 && strncmp(p->buf, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0);
+        return 1;
+}
+
+/* An indented line: libinih would take it for more of the value above. */
+static int refuse_indented(struct parser *p, const char *start) {
+        int n_key = (int) strcspn(start, "=:\r\n");
+
+        while (n_key > 0 && (start[n_key - 1] == ' ' || start[n_key - 1] == '\t'))
+                n_key--;
+        return fail(p, p->line, "'%.*s' is indented: start every key and section at the "
+                    "beginning of its line (values cannot continue on the next line)", n_key, start);
+}
+
+/* "[...]": the reader opens the section itself (libinih would never say so
+ * for a section without keys). */
+static int header_line(struct parser *p, char *start) {
+        char *end = strchr(start + 1, ']'), *rest;
+        int r;
+
+        if (!end)
+                return fail(p, p->line, "section header without ']': use [s3mond] or [environment NAME]");
+        rest = end + 1 + strspn(end + 1, " \t\r\n");
+        if (*rest && *rest != '#' && *rest != ';')
+                return fail(p, p->line, "unexpected text after the section header");
+        end[1] = '\0';
+        *end = '\0';
+        r = section_open(p, start + 1);
+        if (r < 0 && !p->error)
+                (void) fail(p, p->line, "out of memory");
+        *end = ']';
+        return r;
+}
+
+/* libinih knows only ';' comments after a value: drop a '#' one too. */
+static void strip_comment(char *start) {
+        for (char *c = start; (c = strchr(c, '#')); c++)
+                if (c[-1] == ' ' || c[-1] == '\t') {
+                        *c = '\0';
+                        return;
+                }
+}
+
+/* libinih hands its handler no line number and never calls it for a
+ * section without keys, so lines come through this reader: it counts them,
+ * opens sections as their headers go by, refuses indented lines (libinih
+ * would silently glue them to the value above), drops '#' comments after
+ * values (libinih knows only ';' there) and stops libinih at the first error. */
 static char *reader(char *str, int num, void *stream) {
         struct parser *p = stream;
-        char *line, *start;
-        ssize_t n;
+        char *line = NULL, *start;
         size_t len;
 
         if (p->error)
                 return NULL;
         p->max_line = num;
-        n = getline(&p->buf, &p->bufsize, p->f);
-        if (n < 0) {
-                if (ferror(p->f))
-                        (void) fail(p, p->line + 1, "cannot read: %s", strerror(errno));
+        if (next_line(p, &line) <= 0)
                 return NULL;
-        }
-        p->line++;
-        line = p->buf;
-        if (memchr(line, '\0', (size_t) n)) {
-                (void) fail(p, p->line, "the line holds a NUL byte: is this a text file?");
-                return NULL;
-        }
-        if (p->line == 1 && strncmp(line, "\xEF\xBB\xBF", 3) == 0)
-                line += 3;
-
         start = line + strspn(line, " \t");
         if (strchr("#;\r\n", *start)) {
                 /* A comment or blank line: libinih need not see it (nor its length). */
@@ -695,44 +757,14 @@ static char *reader(char *str, int num, void *stream) {
                 return str;
         }
         if (start > line) {
-                /* libinih would take it for more of the value above. */
-                int n_key = (int) strcspn(start, "=:\r\n");
-
-                while (n_key > 0 && (start[n_key - 1] == ' ' || start[n_key - 1] == '\t'))
-                        n_key--;
-                (void) fail(p, p->line, "'%.*s' is indented: start every key and section at the "
-                            "beginning of its line (values cannot continue on the next line)",
-                            n_key, start);
+                (void) refuse_indented(p, start);
                 return NULL;
         }
         if (*start == '[') {
-                char *end = strchr(start + 1, ']'), *rest;
-
-                if (!end) {
-                        (void) fail(p, p->line, "section header without ']': use [s3mond] or "
-                                    "[environment NAME]");
+                if (header_line(p, start) < 0)
                         return NULL;
-                }
-                rest = end + 1 + strspn(end + 1, " \t\r\n");
-                if (*rest && *rest != '#' && *rest != ';') {
-                        (void) fail(p, p->line, "unexpected text after the section header");
-                        return NULL;
-                }
-                end[1] = '\0';
-                *end = '\0';
-                if (section_open(p, start + 1) < 0) {
-                        if (!p->error)
-                                (void) fail(p, p->line, "out of memory");
-                        return NULL;
-                }
-                *end = ']';
-        } else {
-                for (char *c = start; (c = strchr(c, '#')); c++)
-                        if (c[-1] == ' ' || c[-1] == '\t') {
-                                *c = '\0';
-                                break;
-                        }
-        }
+        } else
+                strip_comment(start);
 
         len = strlen(line);
         if (len + 2 > (size_t) num) {

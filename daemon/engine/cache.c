@@ -231,84 +231,108 @@ static void entry_set_numbers(struct mailbox_entry *e, const struct mailbox_row 
         e->last_success_on = m->last_success_on;
 }
 
+/* The winners of a read of mailboxes (one per id: the later modifiedon, then
+ * the later position), sorted by id; *ret_newest is the read's newest. */
+static int mailbox_picks(const struct mailbox_row *rows, size_t n, struct mailbox_pick **ret, size_t *ret_n,
+                         time_t *ret_newest) {
+        struct mailbox_pick *picks = NULL;
+        size_t k = 0, j = 0;
+
+        *ret_newest = 0;
+        if (n > 0 && !(picks = calloc(n, sizeof(*picks))))
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                if (rows[i].modified_on > *ret_newest)
+                        *ret_newest = rows[i].modified_on;
+                if (!rows[i].id || guid_to_bytes(rows[i].id, picks[k].entry.id) < 0)
+                        continue; /* rows.c never lets one through */
+                picks[k].row = &rows[i];
+                picks[k].index = i;
+                k++;
+        }
+        qsort_safe(picks, k, sizeof(*picks), mailbox_pick_compare);
+        for (size_t i = 0; i < k; i++) {
+                if (j > 0 && memcmp(picks[j - 1].entry.id, picks[i].entry.id, 16) == 0)
+                        j--;
+                picks[j++] = picks[i];
+        }
+        *ret = picks;
+        *ret_n = j;
+        return 0;
+}
+
+static const char *entry_name(const struct cache *c, const struct mailbox_entry *e) {
+        return c->arena + e->strings;
+}
+
+static const char *entry_email(const struct cache *c, const struct mailbox_entry *e) {
+        const char *name = entry_name(c, e);
+        return name + strlen(name) + 1;
+}
+
+/* Merge the n_old first old entries (sorted) with the picks (sorted), the
+ * read winning on equal ids, into entries; *ret_size is what their strings
+ * take in the arena. Returns how many entries there are. */
+static size_t entries_merge(const struct cache *c, size_t n_old, const struct mailbox_pick *picks, size_t n_picks,
+                            struct mailbox_entry *entries, size_t *ret_size) {
+        size_t i = 0, j = 0, n = 0, size = 0;
+
+        while (i < n_old || j < n_picks) {
+                int order = i >= n_old ? 1 : j >= n_picks ? -1 : memcmp(c->mailboxes[i].id, picks[j].entry.id, 16);
+
+                if (order < 0) {
+                        size += strings_size(entry_name(c, &c->mailboxes[i]), entry_email(c, &c->mailboxes[i]));
+                        entries[n++] = c->mailboxes[i++];
+                        continue;
+                }
+                entries[n] = picks[j].entry;
+                entry_set_numbers(&entries[n++], picks[j].row);
+                size += strings_size(picks[j].row->name, picks[j].row->email);
+                i += order == 0;
+                j++;
+        }
+        *ret_size = size;
+        return n;
+}
+
+/* Copy the entries' strings into arena: those from the read found again by
+ * id among the picks, the others from the old arena. */
+static void arena_fill(const struct cache *c, struct mailbox_entry *entries, size_t n, const struct mailbox_pick *picks,
+                       size_t n_picks, char *arena) {
+        char *p = arena;
+
+        for (size_t i = 0, j = 0; i < n; i++) {
+                uint32_t offset = (uint32_t) (p - arena);
+
+                while (j < n_picks && memcmp(picks[j].entry.id, entries[i].id, 16) < 0)
+                        j++;
+                if (j < n_picks && memcmp(picks[j].entry.id, entries[i].id, 16) == 0)
+                        p = strings_put(p, picks[j].row->name, picks[j].row->email);
+                else
+                        p = strings_put(p, entry_name(c, &entries[i]), entry_email(c, &entries[i]));
+                entries[i].strings = offset;
+        }
+}
+
 /* Merge a read into the mailboxes: the old entries stay unless keep_old is
  * false (full read) or the read carries them again. */
 static int mailboxes_merge(struct cache *c, const struct mailbox_row *rows, size_t n, bool keep_old) {
         _cleanup_free_ struct mailbox_pick *picks = NULL;
         _cleanup_free_ struct mailbox_entry *entries = NULL;
         _cleanup_free_ char *arena = NULL;
-        size_t n_picks = 0, n_old = keep_old ? c->n_mailboxes : 0, n_entries = 0, size = 0, i, j;
-        time_t newest = 0;
-        char *p;
+        size_t n_picks = 0, n_old = keep_old ? c->n_mailboxes : 0, n_entries, size;
+        time_t newest;
 
-        if (n > 0) {
-                picks = calloc(n, sizeof(*picks));
-                if (!picks)
-                        return -ENOMEM;
-        }
-        for (i = 0; i < n; i++) {
-                if (rows[i].modified_on > newest)
-                        newest = rows[i].modified_on;
-                if (!rows[i].id || guid_to_bytes(rows[i].id, picks[n_picks].entry.id) < 0)
-                        continue; /* rows.c never lets one through */
-                picks[n_picks].row = &rows[i];
-                picks[n_picks].index = i;
-                n_picks++;
-        }
-        qsort_safe(picks, n_picks, sizeof(*picks), mailbox_pick_compare);
-        for (i = 0, j = 0; i < n_picks; i++) {
-                if (j > 0 && memcmp(picks[j - 1].entry.id, picks[i].entry.id, 16) == 0)
-                        j--;
-                picks[j++] = picks[i];
-        }
-        n_picks = j;
-
-        if (n_old + n_picks > 0) {
-                entries = calloc(n_old + n_picks, sizeof(*entries));
-                if (!entries)
-                        return -ENOMEM;
-        }
-        /* Merge two sorted runs; the read wins on equal ids. */
-        for (i = 0, j = 0; i < n_old || j < n_picks;) {
-                int order = i >= n_old ? 1 : j >= n_picks ? -1 :
-                            memcmp(c->mailboxes[i].id, picks[j].entry.id, 16);
-                if (order < 0) {
-                        const char *name = c->arena + c->mailboxes[i].strings;
-                        entries[n_entries] = c->mailboxes[i++];
-                        size += strings_size(name, name + strlen(name) + 1);
-                } else {
-                        const struct mailbox_row *m = picks[j].row;
-                        entries[n_entries] = picks[j].entry;
-                        entry_set_numbers(&entries[n_entries], m);
-                        size += strings_size(m->name, m->email);
-                        if (order == 0)
-                                i++;
-                        j++;
-                }
-                n_entries++;
-        }
+        if (mailbox_picks(rows, n, &picks, &n_picks, &newest) < 0)
+                return -ENOMEM;
+        if (n_old + n_picks > 0 && !(entries = calloc(n_old + n_picks, sizeof(*entries))))
+                return -ENOMEM;
+        n_entries = entries_merge(c, n_old, picks, n_picks, entries, &size);
         if (size > UINT32_MAX)
                 return -E2BIG;
-        if (size > 0) {
-                arena = malloc(size);
-                if (!arena)
-                        return -ENOMEM;
-        }
-        /* Second pass: copy the strings. Entries from the old arena still point
-         * into it; those from the read are found again by id. */
-        p = arena;
-        for (i = 0, j = 0; i < n_entries; i++) {
-                uint32_t offset = (uint32_t) (p - arena);
-                while (j < n_picks && memcmp(picks[j].entry.id, entries[i].id, 16) < 0)
-                        j++;
-                if (j < n_picks && memcmp(picks[j].entry.id, entries[i].id, 16) == 0)
-                        p = strings_put(p, picks[j].row->name, picks[j].row->email);
-                else {
-                        const char *name = c->arena + entries[i].strings;
-                        p = strings_put(p, name, name + strlen(name) + 1);
-                }
-                entries[i].strings = offset;
-        }
+        if (size > 0 && !(arena = malloc(size)))
+                return -ENOMEM;
+        arena_fill(c, entries, n_entries, picks, n_picks, arena);
 
         free(c->mailboxes);
         free(c->arena);
@@ -341,8 +365,8 @@ static bool mailboxes_update_in_place(struct cache *c, const struct mailbox_row 
                 found[i] = bsearch(&key, c->mailboxes, c->n_mailboxes, sizeof(key), mailbox_entry_compare);
                 if (!found[i])
                         return false;
-                name = c->arena + found[i]->strings;
-                email = name + strlen(name) + 1;
+                name = entry_name(c, found[i]);
+                email = entry_email(c, found[i]);
                 if (strcmp(name, strempty(rows[i].name)) != 0 || strcmp(email, strempty(rows[i].email)) != 0)
                         return false;
                 for (size_t j = 0; j < i; j++)
@@ -385,8 +409,8 @@ bool cache_mailbox_get(const struct cache *c, const char *id, struct cache_mailb
         if (!e)
                 return false;
         if (ret) {
-                name = c->arena + e->strings;
-                email = name + strlen(name) + 1;
+                name = entry_name(c, e);
+                email = entry_email(c, e);
                 *ret = (struct cache_mailbox) {
                         .name = *name ? name : NULL,
                         .email = *email ? email : NULL,

@@ -164,13 +164,63 @@ void evidence_request_done(struct evidence_request *r) {
         *r = (struct evidence_request) {};
 }
 
+/* Ids borrowed from the cache, collected before they are settled. */
+struct id_list {
+        const char **v;
+        size_t n, max;
+};
+
+static int id_list_add(struct id_list *l, const char *id) {
+        if (l->n == l->max) {
+                size_t max = l->max ? 2 * l->max : 16;
+                const char **grown = realloc(l->v, max * sizeof(*grown));
+
+                if (!grown)
+                        return -ENOMEM;
+                l->v = grown;
+                l->max = max;
+        }
+        l->v[l->n++] = id;
+        return 0;
+}
+
+/* What convicts a suspect: the sessions of a workflow definition and of each
+ * of its activations; the traces of a step. */
+static int suspect_ids(const struct cache *cc, const struct suspect *s, struct id_list *process,
+                       struct id_list *steps) {
+        const struct workflow_row *const *acts = NULL;
+        size_t n_acts;
+        int r;
+
+        if (s->kind == CULPRIT_PLUGIN_STEP)
+                return id_list_add(steps, s->step->id);
+        n_acts = cache_workflow_activations(cc, s->workflow->id, &acts);
+        r = id_list_add(process, s->workflow->id);
+        for (size_t j = 0; r >= 0 && j < n_acts; j++)
+                r = id_list_add(process, acts[j]->id);
+        return r;
+}
+
+/* The ids of every suspect of one kind of alert (act or email). */
+static int kind_ids(const struct cache *cc, bool act, const struct correlate_params *p, struct id_list *process,
+                    struct id_list *steps) {
+        struct alert probe = { .kind = act ? ALERT_KIND_ACT : ALERT_KIND_EMAIL };
+        struct items it = alert_items(&probe, p);
+        struct suspects s;
+        int r = suspects_find(cc, act, &it, &s);
+
+        for (size_t i = 0; r >= 0 && i < s.n; i++)
+                r = suspect_ids(cc, &s.v[i], process, steps);
+        suspects_done(&s);
+        return r;
+}
+
 int correlate_evidence_request(const struct alert *alerts, size_t n, const struct cache *cc,
                                const struct correlate_params *p, struct evidence_request *ret) {
-        _cleanup_free_ const char **process_ids = NULL, **step_ids = NULL;
-        size_t n_process = 0, n_steps = 0, max_process = 0, max_steps = 0;
+        struct id_list process = {}, steps = {};
         bool kinds[2] = {};
         time_t first = 0, last = 0;
-        int r;
+        int r = 0;
 
         *ret = (struct evidence_request) {};
         if (n == 0)
@@ -185,51 +235,14 @@ int correlate_evidence_request(const struct alert *alerts, size_t n, const struc
         ret->from = first - window_of(p);
         ret->to = last + window_of(p);
 
-        for (int kind = 0; kind < 2; kind++) {
-                struct alert probe = { .kind = kind ? ALERT_KIND_ACT : ALERT_KIND_EMAIL };
-                struct items it = alert_items(&probe, p);
-                struct suspects s;
-
-                if (!kinds[kind])
-                        continue;
-                r = suspects_find(cc, kind, &it, &s);
-                if (r < 0)
-                        return r;
-                for (size_t i = 0; i < s.n; i++) {
-                        const struct workflow_row *const *acts = NULL;
-                        size_t n_acts = s.v[i].workflow ? cache_workflow_activations(cc, s.v[i].workflow->id, &acts) : 0;
-                        const char **grown;
-
-                        if (s.v[i].kind == CULPRIT_PLUGIN_STEP) {
-                                if (n_steps == max_steps) {
-                                        max_steps = max_steps ? 2 * max_steps : 16;
-                                        grown = realloc(step_ids, max_steps * sizeof(*step_ids));
-                                        if (!grown) {
-                                                suspects_done(&s);
-                                                return -ENOMEM;
-                                        }
-                                        step_ids = grown;
-                                }
-                                step_ids[n_steps++] = s.v[i].step->id;
-                                continue;
-                        }
-                        if (n_process + 1 + n_acts > max_process) {
-                                max_process = 2 * (n_process + 1 + n_acts) + 16;
-                                grown = realloc(process_ids, max_process * sizeof(*process_ids));
-                                if (!grown) {
-                                        suspects_done(&s);
-                                        return -ENOMEM;
-                                }
-                                process_ids = grown;
-                        }
-                        process_ids[n_process++] = s.v[i].workflow->id;
-                        for (size_t j = 0; j < n_acts; j++)
-                                process_ids[n_process++] = acts[j]->id;
-                }
-                suspects_done(&s);
-        }
-        if ((r = id_list_settle(process_ids, n_process, &ret->process_ids, &ret->n_process_ids)) < 0 ||
-            (r = id_list_settle(step_ids, n_steps, &ret->step_ids, &ret->n_step_ids)) < 0) {
+        for (int kind = 0; r >= 0 && kind < 2; kind++)
+                if (kinds[kind])
+                        r = kind_ids(cc, kind, p, &process, &steps);
+        if (r >= 0 && (r = id_list_settle(process.v, process.n, &ret->process_ids, &ret->n_process_ids)) >= 0)
+                r = id_list_settle(steps.v, steps.n, &ret->step_ids, &ret->n_step_ids);
+        free(process.v);
+        free(steps.v);
+        if (r < 0) {
                 evidence_request_done(ret);
                 return r;
         }
