@@ -401,40 +401,41 @@ void monitor_set_metrics(struct monitor *m, struct metrics *metrics) {
                 m->envs[i]->cycle_env.metrics = metrics_env(metrics, env_name(m->envs[i]));
 }
 
-int monitor_reload(struct monitor *m, const struct s3_config *config, char **ret_error) {
-        const struct s3_config *old = m->config;
-        struct env_monitor **envs;
-        size_t n = config->n_envs;
+/* Undo reload_build(): free what was built; a state handle it took over
+ * stays with its old environment. */
+static void reload_rollback(struct monitor *m, const struct s3_config *config, struct env_monitor **envs) {
+        for (size_t i = 0; i < config->n_envs; i++) {
+                struct env_monitor *em;
+
+                if (!envs[i])
+                        continue;
+                em = find_env(m, config->envs[i].name, NULL);
+                if (em && envs[i]->cycle_env.state == em->cycle_env.state)
+                        envs[i]->cycle_env.state = NULL;
+                env_monitor_free(envs[i]);
+        }
+}
+
+/* Build what config needs anew (envs[i] stays NULL for an environment kept
+ * as it is), so a failure changes nothing. The state handle of a changed
+ * environment moves to its replacement. */
+static int reload_build(struct monitor *m, const struct s3_config *config, struct env_monitor **envs,
+                        char **ret_error) {
         int r = 0;
 
-        *ret_error = NULL;
-        envs = calloc(n ? n : 1, sizeof(*envs));
-        if (!envs)
-                return -ENOMEM;
-
-        /* First build everything new, so a failure changes nothing. The
-         * state handle of a changed environment moves to its replacement. */
-        m->config = config;
-        for (size_t i = 0; i < n && r >= 0; i++) {
+        for (size_t i = 0; i < config->n_envs && r >= 0; i++) {
                 struct env_monitor *em = find_env(m, config->envs[i].name, NULL);
                 if (em && same_connection(em->cycle_env.env, &config->envs[i]))
                         continue;
                 r = env_monitor_new(m, &config->envs[i], em ? em->cycle_env.state : NULL, &envs[i], ret_error);
         }
-        if (r < 0) {
-                for (size_t i = 0; i < n; i++)
-                        if (envs[i]) {
-                                struct env_monitor *em = find_env(m, config->envs[i].name, NULL);
-                                if (em && envs[i]->cycle_env.state == em->cycle_env.state)
-                                        envs[i]->cycle_env.state = NULL;
-                                env_monitor_free(envs[i]);
-                        }
-                free(envs);
-                m->config = old;
-                return r;
-        }
+        return r;
+}
 
-        /* Commit: keep or replace, then stop what is gone. */
+/* Keep or replace each environment, then save and stop what is gone. */
+static void reload_commit(struct monitor *m, const struct s3_config *config, struct env_monitor **envs) {
+        size_t n = config->n_envs;
+
         for (size_t i = 0; i < n; i++) {
                 size_t j;
                 struct env_monitor *em = find_env(m, config->envs[i].name, &j);
@@ -465,6 +466,26 @@ int monitor_reload(struct monitor *m, const struct s3_config *config, char **ret
         free(m->envs);
         m->envs = envs;
         m->n_envs = n;
+}
+
+int monitor_reload(struct monitor *m, const struct s3_config *config, char **ret_error) {
+        const struct s3_config *old = m->config;
+        struct env_monitor **envs;
+        int r;
+
+        *ret_error = NULL;
+        envs = calloc(config->n_envs ? config->n_envs : 1, sizeof(*envs));
+        if (!envs)
+                return -ENOMEM;
+        m->config = config;
+        r = reload_build(m, config, envs, ret_error);
+        if (r < 0) {
+                reload_rollback(m, config, envs);
+                free(envs);
+                m->config = old;
+                return r;
+        }
+        reload_commit(m, config, envs);
         return 0;
 }
 

@@ -375,6 +375,20 @@ static int deliver_page(struct dv_query *q, const json_t *value) {
         return 0;
 }
 
+/* After a page: the next one to fetch is its nextLink, else the first page of
+ * the query's next request. 1 when there is one, 0 when the query is
+ * complete, -ENOMEM. */
+static int next_page(struct dv_query *q, const char *next_link) {
+        q->page_url = mfree(q->page_url);
+        if (next_link)
+                q->page_url = strdup(next_link);
+        else if (q->i_url + 1 < q->n_urls)
+                q->page_url = strdup(q->urls[++q->i_url]);
+        else
+                return 0;
+        return q->page_url ? 1 : -ENOMEM;
+}
+
 static void page_received(struct dv_query *q, const struct http_response *resp) {
         struct dv_client *c = q->client;
         _cleanup_free_ char *why = NULL;
@@ -419,23 +433,14 @@ static void page_received(struct dv_query *q, const struct http_response *resp) 
         log_debug("%s: %s: page %u: %zu rows (%.3f s)%s", c->name, kind_name(q), q->result.pages, n,
                   resp->total_time, body.next_link ? ", more" : "");
 
-        free(q->page_url);
-        q->page_url = NULL;
-        if (body.next_link)
-                q->page_url = strdup(body.next_link);
-        else if (q->i_url + 1 < q->n_urls)
-                q->page_url = strdup(q->urls[++q->i_url]);
-        else {
-                dv_page_body_done(&body);
-                succeed(q);
-                return;
-        }
+        r = next_page(q, body.next_link);
         dv_page_body_done(&body);
-        if (!q->page_url) {
-                finish(q, -ENOMEM, "out of memory");
-                return;
-        }
-        enqueue(q, true); /* the rest of a started query goes first */
+        if (r < 0)
+                finish(q, r, "out of memory");
+        else if (r == 0)
+                succeed(q);
+        else
+                enqueue(q, true); /* the rest of a started query goes first */
 }
 
 static bool transient(int error) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/types.h>
 
 #include "detect.h"
 
@@ -197,9 +198,13 @@ int alert_copy(const struct alert *a, struct alert *ret) {
         return 0;
 }
 
-void alerts_free(struct alert *alerts, size_t n) {
+static void alerts_free_in_place(struct alert *alerts, size_t n) {
         for (size_t i = 0; alerts && i < n; i++)
                 alert_done(&alerts[i]);
+}
+
+void alerts_free(struct alert *alerts, size_t n) {
+        alerts_free_in_place(alerts, n);
         free(alerts);
 }
 
@@ -316,14 +321,62 @@ static size_t drop_older(struct alert *a, size_t n, time_t since) {
         return k;
 }
 
+/* The tracelog alerts at alerts[0..]: one per id (its latest occurrence),
+ * none older than since. Returns how many, or -ENOMEM. */
+static ssize_t tracelog_alerts(const struct tracelog_row *rows, size_t n, const struct detect_params *p,
+                               struct alert *alerts) {
+        size_t k = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                int r = detect_tracelog(&rows[i], p->cache, &alerts[k]);
+                if (r < 0) {
+                        alerts_free_in_place(alerts, k);
+                        return r;
+                }
+                k += r;
+        }
+        qsort_safe(alerts, k, sizeof(*alerts), alert_id_latest_compare);
+        return (ssize_t) drop_older(alerts, dedupe_sorted(alerts, k), p->since);
+}
+
+/* The mailbox alerts at alerts[0..] of mailboxes without a tracelog alert
+ * (the n_tl of tl, or one the caller knows of): as tracelog_alerts(). */
+static ssize_t mailbox_alerts(const struct mailbox_row *rows, size_t n, const struct detect_params *p,
+                              const struct alert *tl, size_t n_tl, struct alert *alerts) {
+        _cleanup_free_ char **alerted = NULL; /* mailboxes with a tracelog alert, sorted */
+        size_t k = 0;
+
+        if (n_tl > 0 && !(alerted = calloc(n_tl, sizeof(*alerted))))
+                return -ENOMEM;
+        for (size_t i = 0; i < n_tl; i++)
+                alerted[i] = tl[i].mailbox_id;
+        qsort_safe(alerted, n_tl, sizeof(*alerted), string_compare);
+        for (size_t i = 0; i < n; i++) {
+                const char *id = rows[i].id;
+                int r;
+
+                if (!id || (alerted && bsearch(&id, alerted, n_tl, sizeof(*alerted), string_compare)))
+                        continue;
+                if (p->has_tracelog_alert && p->has_tracelog_alert(id, p->userdata))
+                        continue;
+                r = detect_mailbox(&rows[i], &alerts[k]);
+                if (r < 0) {
+                        alerts_free_in_place(alerts, k);
+                        return r;
+                }
+                k += r;
+        }
+        qsort_safe(alerts, k, sizeof(*alerts), alert_id_latest_compare);
+        return (ssize_t) drop_older(alerts, dedupe_sorted(alerts, k), p->since);
+}
+
 int detect_alerts(const struct tracelog_row *tracelogs, size_t n_tracelogs,
                   const struct mailbox_row *mailboxes, size_t n_mailboxes,
                   const struct detect_params *p, struct alert **ret, size_t *ret_n) {
         static const struct detect_params defaults = {};
-        _cleanup_free_ char **alerted = NULL; /* mailboxes with a tracelog alert, sorted */
         struct alert *alerts = NULL;
-        size_t n = 0, n_tl, n_mb, i;
-        int r;
+        ssize_t n_tl, n_mb;
+        size_t n;
 
         if (!p)
                 p = &defaults;
@@ -334,40 +387,13 @@ int detect_alerts(const struct tracelog_row *tracelogs, size_t n_tracelogs,
         alerts = calloc(n_tracelogs + n_mailboxes, sizeof(*alerts));
         if (!alerts)
                 return -ENOMEM;
-
-        for (i = 0; i < n_tracelogs; i++) {
-                r = detect_tracelog(&tracelogs[i], p->cache, &alerts[n]);
-                if (r < 0)
-                        goto fail;
-                n += r;
+        n_tl = tracelog_alerts(tracelogs, n_tracelogs, p, alerts);
+        n_mb = n_tl < 0 ? 0 : mailbox_alerts(mailboxes, n_mailboxes, p, alerts, (size_t) n_tl, alerts + n_tl);
+        if (n_tl < 0 || n_mb < 0) {
+                alerts_free(alerts, n_tl < 0 ? 0 : (size_t) n_tl);
+                return -ENOMEM;
         }
-        qsort_safe(alerts, n, sizeof(*alerts), alert_id_latest_compare);
-        n = n_tl = drop_older(alerts, dedupe_sorted(alerts, n), p->since);
-
-        if (n_tl > 0) {
-                alerted = calloc(n_tl, sizeof(*alerted));
-                if (!alerted) {
-                        r = -ENOMEM;
-                        goto fail;
-                }
-                for (i = 0; i < n_tl; i++)
-                        alerted[i] = alerts[i].mailbox_id;
-                qsort_safe(alerted, n_tl, sizeof(*alerted), string_compare);
-        }
-        for (i = 0; i < n_mailboxes; i++) {
-                const char *id = mailboxes[i].id;
-                if (!id || (alerted && bsearch(&id, alerted, n_tl, sizeof(*alerted), string_compare)))
-                        continue;
-                if (p->has_tracelog_alert && p->has_tracelog_alert(id, p->userdata))
-                        continue;
-                r = detect_mailbox(&mailboxes[i], &alerts[n]);
-                if (r < 0)
-                        goto fail;
-                n += r;
-        }
-        n_mb = n - n_tl;
-        qsort_safe(alerts + n_tl, n_mb, sizeof(*alerts), alert_id_latest_compare);
-        n = n_tl + drop_older(alerts + n_tl, dedupe_sorted(alerts + n_tl, n_mb), p->since);
+        n = (size_t) (n_tl + n_mb);
         qsort_safe(alerts, n, sizeof(*alerts), alert_time_compare);
         if (n == 0)
                 alerts = mfree(alerts);
@@ -382,9 +408,6 @@ int detect_alerts(const struct tracelog_row *tracelogs, size_t n_tracelogs,
         *ret = alerts;
         *ret_n = n;
         return 0;
-fail:
-        alerts_free(alerts, n);
-        return r;
 }
 
 int finding_id_make(const char *environment, const struct alert *a, unsigned generation, char **ret) {
