@@ -321,6 +321,13 @@ static size_t drop_older(struct alert *a, size_t n, time_t since) {
         return k;
 }
 
+/* Sort by id, keep each id's latest occurrence, drop those older than since
+ * (0: none): how many are left. */
+static size_t alerts_settle(struct alert *alerts, size_t n, time_t since) {
+        qsort_safe(alerts, n, sizeof(*alerts), alert_id_latest_compare);
+        return drop_older(alerts, dedupe_sorted(alerts, n), since);
+}
+
 /* The tracelog alerts at alerts[0..]: one per id (its latest occurrence),
  * none older than since. Returns how many, or -ENOMEM. */
 static ssize_t tracelog_alerts(const struct tracelog_row *rows, size_t n, const struct detect_params *p,
@@ -335,8 +342,7 @@ static ssize_t tracelog_alerts(const struct tracelog_row *rows, size_t n, const 
                 }
                 k += r;
         }
-        qsort_safe(alerts, k, sizeof(*alerts), alert_id_latest_compare);
-        return (ssize_t) drop_older(alerts, dedupe_sorted(alerts, k), p->since);
+        return (ssize_t) alerts_settle(alerts, k, p->since);
 }
 
 /* The mailbox alerts at alerts[0..] of mailboxes without a tracelog alert
@@ -366,8 +372,7 @@ static ssize_t mailbox_alerts(const struct mailbox_row *rows, size_t n, const st
                 }
                 k += r;
         }
-        qsort_safe(alerts, k, sizeof(*alerts), alert_id_latest_compare);
-        return (ssize_t) drop_older(alerts, dedupe_sorted(alerts, k), p->since);
+        return (ssize_t) alerts_settle(alerts, k, p->since);
 }
 
 int detect_alerts(const struct tracelog_row *tracelogs, size_t n_tracelogs,
