@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""The test library's own checks must be able to fail: check_exactly_once()
+on hand-made runs, and the configuration a simulator's addresses make (no
+daemon involved)."""
+
+import json
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import s3test as h  # noqa: E402
+
+
+def f(i):
+    return {"type": "finding", "id": f"prod/tracelog/{i}"}
+
+
+class ExactlyOnce(unittest.TestCase):
+    def log(self, runs):
+        """runs: [([records], killed)] -> an OutputLog over a real file."""
+        wd = h.Workdir()
+        self.addCleanup(wd.cleanup)
+        log = h.OutputLog(wd.join("out.json"))
+        for records, killed in runs:
+            with open(log.path, "a") as out:
+                for r in records:
+                    out.write((r if isinstance(r, str) else json.dumps(r)) + "\n")
+            log.end_run(killed)
+        return log
+
+    def keys(self, *ids):
+        return {("finding", f"prod/tracelog/{i}") for i in ids}
+
+    def test_clean(self):
+        s = h.check_exactly_once(self.log([([f(1), f(2)], True), ([f(3)], False)]), self.keys(1, 2, 3))
+        self.assertEqual((s["crashes"], s["duplicates"], s["emitted"]), (1, 0, 3))
+
+    def test_in_flight_duplicate_is_allowed(self):
+        s = h.check_exactly_once(self.log([([f(1), f(2)], True), ([f(2), f(3)], False)]),
+                                 self.keys(1, 2, 3))
+        self.assertEqual(s["duplicate_keys"], [("finding", "prod/tracelog/2")])
+
+    def test_lost(self):
+        with self.assertRaisesRegex(AssertionError, "lost"):
+            h.check_exactly_once(self.log([([f(1)], True), ([], False)]), self.keys(1, 2))
+
+    def test_extra(self):
+        with self.assertRaisesRegex(AssertionError, "not expected"):
+            h.check_exactly_once(self.log([([f(1), f(9)], False)]), self.keys(1))
+
+    def test_duplicate_not_in_flight(self):
+        with self.assertRaisesRegex(AssertionError, "not the one in flight"):
+            h.check_exactly_once(self.log([([f(1), f(2)], True), ([f(1)], False)]), self.keys(1, 2))
+
+    def test_duplicate_after_clean_stop(self):
+        with self.assertRaisesRegex(AssertionError, "clean stop"):
+            h.check_exactly_once(self.log([([f(1)], False), ([f(1)], False)]), self.keys(1))
+
+    def test_same_in_flight_twice_counts_once(self):
+        with self.assertRaisesRegex(AssertionError, "not the one in flight"):
+            h.check_exactly_once(self.log([([f(1)], True), ([f(2)], True), ([f(1), f(1)], False)]),
+                                 self.keys(1, 2))
+
+    def test_torn_line(self):
+        with self.assertRaisesRegex(AssertionError, "torn"):
+            h.check_exactly_once(self.log([([f(1), '{"type": "find'], True)]), self.keys(1))
+
+
+class FakeSim(h.Sim):
+    """A simulator that never runs: its addresses from an info document, as
+    dvsim --info-file writes it with --tls and --env-hosts."""
+
+    def __init__(self, scenario, info):
+        super().__init__(scenario, "/nonexistent", start=False)
+        self.port, self.info = 8443, info
+
+
+class ConfigFromSim(unittest.TestCase):
+    def setUp(self):
+        self.wd = h.Workdir()
+        self.addCleanup(self.wd.cleanup)
+        self.scenario = h.with_environments(h.fixture("realistic"), ["prod", "test"])
+
+    def sections(self, cfg):
+        out, cur = {}, None
+        for line in cfg.text().splitlines():
+            if line.startswith("["):
+                cur = out.setdefault(line.strip("[]"), {})
+            elif " = " in line:
+                k, v = line.split(" = ", 1)
+                cur[k] = v
+        return out
+
+    def test_plain_http_path_per_environment(self):
+        sim = FakeSim(self.scenario, None)
+        s = self.sections(h.Config(self.wd, sim, interval="1s"))
+        self.assertEqual(s["s3mond"], {"interval": "1s", "state_directory": self.wd.join("state")})
+        self.assertEqual(s["environment prod"]["url"], "http://127.0.0.1:8443/prod")
+        self.assertEqual(s["environment prod"]["authority"], "http://127.0.0.1:8443")
+        self.assertNotIn("ca_file", s["environment prod"])
+        with open(s["environment test"]["client_secret_file"]) as f:
+            self.assertEqual(f.read(), self.scenario["environments"][1]["client_secret"])
+        self.assertEqual(os.stat(self.wd.join("test.secret")).st_mode & 0o777, 0o600)
+
+    def test_addresses_come_from_the_simulator(self):
+        info = {"port": 8443, "authority": "https://127.0.0.1:8443", "ca_file": "/x/ca.pem",
+                "admin": "https://127.0.0.1:8443/_admin",
+                "environments": {"prod": {"url": "https://127.0.0.2:8443"},
+                                 "test": {"url": "https://127.0.0.3:8443/"}}}
+        sim = FakeSim(self.scenario, info)
+        cfg = h.Config(self.wd, sim, envs={"prod": {}, "test": {"authority": None}}, secret={"prod": "x"})
+        s = self.sections(cfg)
+        self.assertEqual(s["environment prod"]["url"], "https://127.0.0.2:8443")
+        self.assertEqual(s["environment test"]["url"], "https://127.0.0.3:8443")
+        self.assertEqual(s["environment prod"]["authority"], "https://127.0.0.1:8443")
+        self.assertNotIn("authority", s["environment test"])
+        self.assertEqual(s["environment prod"]["ca_file"], "/x/ca.pem")
+        self.assertEqual(sim.token_url("t"), "https://127.0.0.1:8443/t/oauth2/v2.0/token")
+        self.assertEqual(sim.scope("test"), "https://127.0.0.3:8443/.default")
+        with open(cfg.secret_file("prod")) as f:
+            self.assertEqual(f.read(), "x")
+
+
+class Notify(unittest.TestCase):
+    def test_fields(self):
+        self.assertEqual(h.fields("RELOADING=1\nMONOTONIC_USEC=5"), {"RELOADING": "1", "MONOTONIC_USEC": "5"})
+        with self.assertRaises(ValueError):
+            h.fields("READY=1\nnonsense")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
