@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The test library's own checks must be able to fail: check_exactly_once()
-on hand-made runs, and the configuration a simulator's addresses make (no
-daemon involved)."""
+on hand-made runs, the configuration a simulator's addresses make, and the
+flags Sim hands dvsim (a stub that records them): none of today's
+simulators is involved."""
 
 import json
 import os
@@ -120,6 +121,62 @@ class ConfigFromSim(unittest.TestCase):
         self.assertEqual(sim.scope("test"), "https://127.0.0.3:8443/.default")
         with open(cfg.secret_file("prod")) as f:
             self.assertEqual(f.read(), "x")
+
+
+# dvsim as far as Sim can tell: it records its arguments, then writes the
+# port file and (when asked) the info file, as --tls --env-hosts would.
+STUB = r"""
+import json, os, sys, time
+args = sys.argv[1:]
+value = lambda flag: args[args.index(flag) + 1] if flag in args else None
+with open(value("--port-file") + ".argv", "w") as f:
+    json.dump(args, f)
+info = value("--info-file")
+if info:
+    with open(info + ".tmp", "w") as f:
+        json.dump({"port": 4321, "authority": "https://127.0.0.1:4321", "ca_file": value("--tls") + "/ca.pem",
+                   "admin": "https://127.0.0.1:4321/_admin",
+                   "environments": {"prod": {"url": "https://127.0.0.2:4321", "tenant": "t",
+                                             "client_id": "c", "address": "127.0.0.2"}}}, f)
+with open(value("--port-file") + ".tmp", "w") as f:
+    f.write("4321\n")
+os.replace(value("--port-file") + ".tmp", value("--port-file"))
+if info:
+    os.replace(info + ".tmp", info)
+time.sleep(60)
+"""
+
+
+class SimOptions(unittest.TestCase):
+    """What Sim hands dvsim: today's flags alone, the new ones only when asked."""
+
+    def start(self, **options):
+        wd = h.Workdir()
+        self.addCleanup(wd.cleanup)
+        stub = wd.join("stub.py")
+        with open(stub, "w") as f:
+            f.write(STUB)
+        sim_class = type("StubSim", (h.Sim,), {"program": stub})
+        sim = sim_class(h.fixture("realistic"), wd, **options)
+        self.addCleanup(sim.kill)
+        with open(wd.join("dvsim.port.argv")) as f:
+            return sim, json.load(f)
+
+    def test_plain_by_default(self):
+        sim, argv = self.start()
+        self.assertEqual(argv[:5], ["--port", "0", "--port-file", argv[3], "--quiet"])
+        self.assertEqual(argv[5:], ["--scenario", argv[6]])
+        self.assertEqual((sim.port, sim.env_url("prod"), sim.ca_file), (4321, "http://127.0.0.1:4321/prod", None))
+
+    def test_new_options_passed_when_asked(self):
+        sim, argv = self.start(tls="/x/tls", env_hosts=True, latency="150ms", latency_jitter="20ms",
+                               idle_close=5)
+        self.assertEqual(argv[7:], ["--tls", "/x/tls", "--env-hosts", "--latency", "150ms",
+                                    "--latency-jitter", "20ms", "--idle-close", "5",
+                                    "--info-file", argv[-1]])
+        self.assertEqual(sim.env_url("prod"), "https://127.0.0.2:4321")
+        self.assertEqual((sim.authority, sim.ca_file), ("https://127.0.0.1:4321", "/x/tls/ca.pem"))
+        self.assertEqual(sim.admin_url, "https://127.0.0.1:4321/_admin")
 
 
 class Notify(unittest.TestCase):

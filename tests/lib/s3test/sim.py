@@ -145,6 +145,8 @@ class Sim:
     name: the prefix of its files in workdir (scenario, port, stderr;
     InProcSim has none and needs no workdir)."""
 
+    program = DVSIM
+
     def __init__(self, scenario, workdir=None, name="dvsim", token_lifetime=None, tls=None,
                  env_hosts=False, latency=None, latency_jitter=None, idle_close=None, args=(),
                  credentials=None, start=True, start_timeout=GUARD, admin_timeout=30):
@@ -255,7 +257,7 @@ class Sim:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(f)
         wants_info = bool(self.options["tls"] or self.options["env_hosts"])
-        argv = [sys.executable, DVSIM, "--port", str(self.port), "--port-file", port_file, "--quiet"]
+        argv = [sys.executable, self.program, "--port", str(self.port), "--port-file", port_file, "--quiet"]
         for path in self._write_scenario():
             argv += ["--scenario", path]
         argv += _options_argv(self.options) + self.args
