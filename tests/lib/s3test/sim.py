@@ -273,16 +273,21 @@ class Sim:
                     time.sleep(0.05)
                 if os.path.exists(ready):
                     break
-                # the old port may still be held for a moment after a kill: try again
-                if self.proc.poll() is None or time.monotonic() >= deadline:
+                # a restart: the old port may still be held for a moment after a kill
+                again = self.port and self.proc.poll() is not None and time.monotonic() < deadline
+                if not again:
+                    rc = self.proc.poll()
                     self.kill()
-                    raise SimError(f"dvsim did not start within {timeout:.0f}s: {self._tail()}")
+                    raise SimError((f"dvsim exited {rc}" if rc is not None else
+                                    f"dvsim did not listen within {timeout:.0f}s") + f": {self._tail()}")
                 time.sleep(0.2)
-        with open(port_file) as f:
-            self.port = int(f.read().strip())
         if wants_info:
             with open(info_file) as f:
                 self.info = json.load(f)
+            self.port = int(self.info["port"])
+        else:
+            with open(port_file) as f:
+                self.port = int(f.read().strip())
         return self
 
     def _tail(self):
