@@ -455,6 +455,9 @@ class InProcSim(Sim):
         self.sim = dvsim.Simulator(self.options["token_lifetime"] or dvsim.DEFAULT_TOKEN_LIFETIME)
         self.sim.load(copy.deepcopy(self.scenario), self.name)
         kw = {k: v for k, v in self.options.items() if k != "token_lifetime" and v not in (None, False)}
+        for k in ("latency", "latency_jitter"):     # "150ms" as on the command line: seconds
+            if isinstance(kw.get(k), str):
+                kw[k] = dvsim.parse_latency(kw[k])
         self.server = dvsim.start_in_thread(self.sim, **kw)
         self.port = self.sim.port
         info = getattr(self.sim, "info", None)
