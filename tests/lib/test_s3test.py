@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The test library's own checks must be able to fail: check_exactly_once()
-on hand-made runs, the configuration a simulator's addresses make, and the
-flags Sim hands dvsim (a stub that records them): none of today's
-simulators is involved."""
+on hand-made runs, the configuration a simulator's addresses make, the
+flags Sim hands dvsim (a stub that records them), and s3mond through such a
+configuration over HTTPS with a host per environment (skipped with a dvsim
+that has no --tls/--env-hosts yet)."""
 
 import json
 import os
@@ -177,6 +178,40 @@ class SimOptions(unittest.TestCase):
         self.assertEqual(sim.env_url("prod"), "https://127.0.0.2:4321")
         self.assertEqual((sim.authority, sim.ca_file), ("https://127.0.0.1:4321", "/x/tls/ca.pem"))
         self.assertEqual(sim.admin_url, "https://127.0.0.1:4321/_admin")
+
+
+def dvsim_has(flag):
+    with open(h.DVSIM, encoding="utf-8") as f:
+        return flag in f.read()
+
+
+@unittest.skipUnless(dvsim_has("--info-file") and os.access(h.S3MOND, os.X_OK),
+                     "a dvsim with --tls and --env-hosts, and a built s3mond")
+class ProductionShape(unittest.TestCase):
+    """s3mond --once through a Config of a simulator serving HTTPS, each
+    environment on its own address: every finding of each environment."""
+
+    def test_https_and_a_host_per_environment(self):
+        realistic = h.fixture("realistic")
+        want = {(env, e["alert"]) for env in ("prod", "test") for e in realistic["expected"]}
+        for cls in (h.Sim, h.InProcSim):
+            with self.subTest(sim=cls.__name__), h.Workdir() as wd:
+                sim = cls(h.with_environments(realistic, ["prod", "test"]), wd, tls=wd.join("tls"),
+                          env_hosts=True, latency="5ms")
+                try:
+                    cfg = h.Config(wd, sim)
+                    r = h.once(cfg, "--json")
+                    stats = sim.stats()
+                finally:
+                    sim.kill()
+                self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+                got = {(x["environment"], x["alert"]["id"]) for x in h.json_lines(r.stdout)}
+                self.assertEqual(got, want)
+                self.assertIn("ca_file = " + sim.ca_file, cfg.text())
+                urls = {sim.env_url(e) for e in ("prod", "test")}
+                self.assertEqual(len(urls), 2)
+                self.assertTrue(all(u.startswith("https://127.0.0.") for u in urls), urls)
+                self.assertGreater(stats["test"]["tls_handshakes"], 0)
 
 
 class Notify(unittest.TestCase):
