@@ -20,7 +20,8 @@
 #                  hard-link (or copy) the .deb of each to F: fixed names for
 #                  meson's custom_target.
 # A rebuild is skipped when the copied files, the options and the .debs are
-# the same as the last time (WORKDIR/tree.sha256).
+# the same as the last time (WORKDIR/tree.sha256); callers sharing WORKDIR
+# take turns (flock).
 # The last lines on stdout are the paths of the .debs built.
 set -euo pipefail
 
@@ -39,6 +40,10 @@ done
 src=$(cd "$1" && pwd)
 mkdir -p "$2"
 work=$(cd "$2" && pwd)
+# One build at a time in WORKDIR: a second caller waits, then finds the
+# tree unchanged and takes the same .debs.
+exec 9>"$work/.lock"
+flock 9
 
 for tool in dpkg-buildpackage dpkg-parsechangelog dh; do
 	command -v "$tool" >/dev/null ||

@@ -65,6 +65,24 @@ def boot(script):
     sys.exit(r.returncode)
 
 
+def build_debs(source, work):
+    """The package and the one a version up, as build-deb.sh makes them in
+    work (nocheck; shared by the suites: it rebuilds only when a file of
+    the tree changed, one caller at a time). Skips where they cannot be
+    built; an error of the build fails the test."""
+    missing = [t for t in ("dpkg-buildpackage", "dh", "dpkg-deb", "flock") if not shutil.which(t)]
+    if missing:
+        skip("%s not installed (apt-get install dpkg-dev debhelper)" % " ".join(missing))
+    r = subprocess.run([os.path.join(HERE, "build-deb.sh"), "--quiet", "--nocheck", "--next", source, work],
+                       capture_output=True, text=True)
+    sys.stderr.write(r.stderr)
+    if r.returncode != 0:
+        print("build-deb.sh failed (exit %d): see above" % r.returncode, flush=True)
+        sys.exit(1)
+    deb, nxt = r.stdout.split()[-2:]
+    return deb, nxt
+
+
 class Failure(Exception):
     """A check failed; the message says what was expected and what was seen."""
 

@@ -2,14 +2,16 @@
 """The Debian package installed, upgraded, removed and purged with apt, in a
 throw-away container booted by nspawn-boot.sh (never on the host).
 
-usage (as root): test_deb.py DEB NEXT_DEB SOURCE_ROOT CACHE_DIR
+usage (as root): test_deb.py SOURCE_ROOT WORKDIR
 
-DEB is the package (built with DEB_BUILD_OPTIONS=nocheck by build-deb.sh),
-NEXT_DEB the same tree one changelog version up. CACHE_DIR keeps the .debs
-of the runtime libraries (from the host's apt cache, else `apt-get
-download`) across runs.
+The package comes from build-deb.sh in WORKDIR (DEB_BUILD_OPTIONS=nocheck),
+with the same tree one changelog version up for the upgrade; WORKDIR/cache
+keeps the .debs of the runtime libraries (from the host's apt cache, else
+`apt-get download`) across runs.
 
 Checks, in order:
+- lintian: lintian-check.sh (no error, no warning, every override with its
+  reason and still needed).
 - package-metadata: the version is meson's project version; the newer
   package sorts after it; Depends names the package of every library the
   binary links (what ${shlibs:Depends} gives); the file list; the conffile;
@@ -53,9 +55,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ctlib  # noqa: E402
 from ctlib import expect  # noqa: E402
 
+SOURCE, WORK = (os.path.abspath(a) for a in sys.argv[1:3])
+DEB, NEXT_DEB = ctlib.build_debs(SOURCE, WORK)
+CACHE = os.path.join(WORK, "cache")
 ctlib.boot(__file__)
-
-DEB, NEXT_DEB, SOURCE, CACHE = (os.path.abspath(a) for a in sys.argv[1:5])
 KEEP = {"libc6", "libsystemd0"}       # systemd (PID 1 in the container) needs them
 SECRET = "deb-test-secret-0123456789"
 EDIT = "# edited by test_deb.py: the administrator's configuration\n"
@@ -113,6 +116,15 @@ EXPECTED_FILES = {
     "/usr/share/man/man5/s3mond.conf.5.gz", "/usr/share/man/man8/s3mond.8.gz", "/usr/share/s3mond/s3mond.conf",
     "/usr/share/lintian/overrides/s3mond",
 }
+
+
+def lintian():
+    r = subprocess.run([os.path.join(ctlib.HERE, "lintian-check.sh"), SOURCE, DEB], capture_output=True, text=True)
+    print(r.stdout, end="")
+    expect(r.returncode == 0, "lintian-check.sh exited %d:\n%s%s" % (r.returncode, r.stdout, r.stderr))
+    infos = [l for l in r.stdout.splitlines() if l[:2] in ("I:", "P:")]
+    return "no error, no warning; %d info/pedantic tag(s); %s" % (
+        len(infos), "; ".join(l for l in r.stdout.splitlines() if l.startswith("override ")))
 
 
 def package_metadata():
@@ -372,6 +384,7 @@ def purge_removes_configuration_and_state():
 
 
 sys.exit(checks.run_all(
+    ("lintian", lintian),
     ("package-metadata", package_metadata, "fatal"),
     ("docs-match-package", docs_match_package),
     ("clean-system", clean_system, "fatal"),

@@ -3,7 +3,7 @@
 throw-away container booted by nspawn-boot.sh), from the installed package,
 against dvsim running there as a unit.
 
-usage (as root): test_systemd.py DEB SOURCE_ROOT
+usage (as root): test_systemd.py SOURCE_ROOT WORKDIR   (the package: build-deb.sh in WORKDIR)
 
 Exits 77 (skip) with the reason when no container can be booted here.
 dvsim speaks HTTPS (s3mond's ca_file = its CA) when it has --tls, plain
@@ -67,9 +67,9 @@ import ctlib  # noqa: E402
 import dvsim_endpoint  # noqa: E402
 from ctlib import FINDING_ID, expect  # noqa: E402
 
+SOURCE, WORK = (os.path.abspath(a) for a in sys.argv[1:3])
+DEB = ctlib.build_debs(SOURCE, WORK)[0]
 ctlib.boot(__file__)
-
-DEB, SOURCE = (os.path.abspath(a) for a in sys.argv[1:3])
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRV = "/srv/s3mond-test"                     # in the container
 FIXTURE = os.path.join(SOURCE, "tests", "fixtures", "realistic.json")
