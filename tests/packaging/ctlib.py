@@ -33,12 +33,9 @@ def skip(why):
     sys.exit(77)
 
 
-def boot(script):
-    """Outside: run `script` (with this process's arguments) in a fresh
-    container and exit with its status. Inside: return."""
+def preflight():
+    """Outside the container: skip (77) where none can be booted."""
     if os.environ.get(INSIDE):
-        with open(os.environ[INSIDE], "w") as f:
-            f.write("started\n")
         return
     if os.geteuid() != 0:
         skip("needs root: systemd-nspawn boots the container")
@@ -47,6 +44,17 @@ def boot(script):
             skip("%s is missing" % tool)
     if not os.path.isdir("/run/systemd/system") and not os.path.exists("/usr/lib/systemd/systemd"):
         skip("no systemd on this machine to boot")
+
+
+def boot(script):
+    """Outside: run `script` (with this process's arguments) in a fresh
+    container and exit with its status, or skip (77) with the reason when
+    no container boots. Inside: return."""
+    if os.environ.get(INSIDE):
+        with open(os.environ[INSIDE], "w") as f:
+            f.write("started\n")
+        return
+    preflight()
     fd, marker = tempfile.mkstemp(prefix="s3mond-ct.")
     os.close(fd)
     os.unlink(marker)
@@ -70,6 +78,7 @@ def build_debs(source, work):
     work (nocheck; shared by the suites: it rebuilds only when a file of
     the tree changed, one caller at a time). Skips where they cannot be
     built; an error of the build fails the test."""
+    preflight()
     missing = [t for t in ("dpkg-buildpackage", "dh", "dpkg-deb", "flock") if not shutil.which(t)]
     if missing:
         skip("%s not installed (apt-get install dpkg-dev debhelper)" % " ".join(missing))
