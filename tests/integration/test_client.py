@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Integration tests of the Dataverse client (daemon/dataverse.c, auth.c, http.c)
+"""Integration tests of the Dataverse client (daemon/dataverse/client.c, auth.c, http.c)
 against tests/dvsim over loopback, through the test driver tests/integration/dvclient.
 
 Every assertion is on what the simulator saw (request counts, order, status and

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Crashes lose no finding and duplicate at most the one in flight (DESIGN.md
-§2, §7; daemon/state.h "Durability").
+§2, §7; daemon/store/state.h "Durability").
 
 - CrashPoints: S3MOND_TEST_CRASH_AT kills the daemon at a chosen point of the
   emit/note/save sequence; a restart must complete the set of findings, with

@@ -5,7 +5,7 @@
 # finding once (at most the one in flight at a kill again).
 """Crash safety and unusable state files.
 
-Crash points (S3MOND_TEST_CRASH_AT=<point>:<n>, see daemon/state.h): the first
+Crash points (S3MOND_TEST_CRASH_AT=<point>:<n>, see daemon/store/state.h): the first
 run is killed at the n-th pass of the point; a second run finishes the job.
 Across both runs every expected finding is emitted, none is unexpected, and a
 finding the first run emitted comes again only when the kill hit between its

@@ -6,7 +6,7 @@ import time
 
 from .sim import dvsim_module, env_of, oracle_module
 
-# Fixed MESSAGE_IDs of the records (daemon/message-ids.h).
+# Fixed MESSAGE_IDs of the records (daemon/output/message-ids.h).
 MESSAGE_ID = {
     "finding": "2a7beaec32d5419a8a023b1bbb1313dc",
     "resolved": "02dd0e4d610d4d88818a71f0bd6ee892",
