@@ -3,7 +3,8 @@
 # configuration. It installs EXAMPLE as SYSCONFDIR/s3mond/s3mond.conf only
 # when no s3mond.conf is there: an administrator's configuration is never
 # overwritten by a later `meson install` (meson's install_data() always
-# overwrites). A package still ships the file and marks it a conffile.
+# overwrites). A package builds with -Dinstall_config=conffile instead
+# (debian/rules): the file is installed as is and dpkg treats it as a conffile.
 set -eu
 
 example=$1

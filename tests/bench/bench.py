@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import re
 import shutil
 import signal
@@ -30,199 +31,52 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TOP = os.path.dirname(os.path.dirname(HERE))
-DVSIM = os.path.join(TOP, "tests", "dvsim", "dvsim.py")
-GEN = os.path.join(TOP, "tests", "dvsim", "gen.py")
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+import s3test as h  # noqa: E402
+from s3test.proc import Sampler, cpu_seconds, cpu_seconds_fine  # noqa: E402
+
+GEN = os.path.join(h.SRC, "tests", "dvsim", "gen.py")
 FLOOR = os.path.join(HERE, "floor.sh")
 NAIVE = os.path.join(HERE, "naive-poller.sh")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 TIME = shutil.which("time", path="/usr/bin:/bin")   # GNU time (Debian package "time")
-CODE_TEXT = ('An unknown error occurred while receiving email through the mailbox "%s". The '
-             'owner of the associated email server profile Microsoft Exchange Online has been '
-             'notified. The system will try to receive email again later.\r\nEmail Server Error '
-             'Code: Exchange server returned UnknownIncomingEmailIntegrationError -2147220956 '
-             'exception.')
 
 
 def say(*a):
     print("bench:", *a, file=sys.stderr, flush=True)
 
 
-# ---- processes -------------------------------------------------------------
-
-def proc_cpu(pid):
-    """utime + stime of pid, seconds (None when gone)."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def proc_cpu_ns(pid):
-    """Time pid's main thread spent on a CPU, seconds, from schedstat
-    (nanoseconds; /proc/PID/stat counts in 10 ms ticks). None when gone."""
-    try:
-        with open("/proc/%d/schedstat" % pid) as f:
-            return int(f.read().split()[0]) / 1e9
-    except (OSError, IndexError, ValueError):
-        return proc_cpu(pid)
-
-
-def proc_mem(pid):
-    """(VmRSS, VmHWM) of pid in bytes, or (None, None)."""
-    rss = hwm = None
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    rss = int(line.split()[1]) * 1024
-                elif line.startswith("VmHWM:"):
-                    hwm = int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return rss, hwm
-
-
-class Sampler(threading.Thread):
-    """Samples CPU and memory of some pids every period seconds."""
-
-    def __init__(self, pids, period=1.0):
-        super().__init__(daemon=True)
-        self.pids = pids
-        self.period = period
-        self.samples = []           # (t, {pid: (cpu, rss, hwm)})
-        self.stop_event = threading.Event()
-
-    def sample(self):
-        now = time.monotonic()
-        self.samples.append((now, {p: (proc_cpu(p),) + proc_mem(p) for p in self.pids}))
-
-    def run(self):
-        while not self.stop_event.is_set():
-            self.sample()
-            self.stop_event.wait(self.period)
-
-    def stop(self):
-        self.stop_event.set()
-        self.join()
-        self.sample()
-
-    def cpu_between(self, pid, t0, t1):
-        """CPU seconds of pid between the samples nearest t0 and t1."""
-        pts = [(t, s[pid][0]) for t, s in self.samples if s[pid][0] is not None]
-        a = min(pts, key=lambda p: abs(p[0] - t0))
-        b = min(pts, key=lambda p: abs(p[0] - t1))
-        return b[1] - a[1], b[0] - a[0]
-
-    def peak(self, pid, index):
-        vals = [s[pid][index] for _, s in self.samples if s[pid][index] is not None]
-        return max(vals) if vals else None
-
-
-def wait_for(pred, timeout, what, period=0.1):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(period)
-    raise RuntimeError("timed out waiting for %s" % what)
-
-
 # ---- dvsim -----------------------------------------------------------------
 
-def dv_admin(base, method, path, body=None, timeout=120):
-    """dvsim's admin API (no auth): JSON in, JSON out."""
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(base + "/_admin/" + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return json.loads(r.read() or b"null")
+def simulator(a, scenario, name):
+    """dvsim on gen.py's scenario (path, environments); its admin calls
+    may take long (statistics of 200 environments)."""
+    path, envs = scenario
+    return h.Sim(path, a.work, name, credentials=envs, start_timeout=600, admin_timeout=120)
 
 
-def first_cycle_done(base, env):
-    """Whether env's first cycle fetched its evidence (dvsim's statistics)."""
-    stats = dv_admin(base, "GET", "stats")["environments"]
-    return bool(stats.get(env, {}).get("sets", {}).get("plugintracelogs"))
+def first_cycles_done(dv, names):
+    """Whether each environment's first cycle fetched its evidence (dvsim's statistics)."""
+    stats = dv.stats()
+    return all(stats.get(n, {}).get("sets", {}).get("plugintracelogs") for n in names)
 
 
-def insert_alerts(base, env, n, seed=7):
+def insert_alerts(dv, env, n, seed=7):
     """Insert n mailbox alerts (tracelogs carrying the code) into env, one at a
     time, 0.3-2 s apart: uniform over the phase of a 5 s cycle. Returns
     {finding id: time.time() just before the insert}."""
-    import random
     rng = random.Random(seed)
     inserted = {}
     for _ in range(n):
         k = rng.randrange(len(env["mailboxes"]))
         t = time.time()
-        r = dv_admin(base, "POST", "%s/tracelogs" % env["name"], {
-            "level": 2, "text": CODE_TEXT % env["mailbox_names"][k],
+        ids = dv.insert(env["name"], "tracelogs", {
+            "level": 2, "text": h.alert_text(env["mailbox_names"][k]),
             "_regardingobjectid_value": env["mailboxes"][k]})
-        inserted["%s/tracelog/%s" % (env["name"], r["ids"][0])] = t
+        inserted["%s/tracelog/%s" % (env["name"], ids[0])] = t
         time.sleep(rng.uniform(0.3, 2.0))
     return inserted
-
-
-class Dvsim:
-    def __init__(self, work, scenarios, name="dvsim"):
-        self.work = work
-        port_file = os.path.join(work, name + ".port")
-        if os.path.exists(port_file):
-            os.unlink(port_file)    # a stale one would name a dead port
-        self.errlog = open(os.path.join(work, name + ".err"), "w")
-        t0 = time.monotonic()
-        self.proc = subprocess.Popen(
-            [sys.executable, DVSIM, "--port", "0", "--port-file", port_file, "--quiet"]
-            + sum((["--scenario", s] for s in scenarios), []),
-            stdout=self.errlog, stderr=self.errlog)
-
-        def ready():
-            if self.proc.poll() is not None:
-                raise RuntimeError("dvsim exited with %s: see %s" % (self.proc.returncode,
-                                                                    self.errlog.name))
-            try:
-                with open(port_file) as f:
-                    return int(f.read())
-            except (OSError, ValueError):
-                return None
-        self.port = wait_for(ready, 600, "dvsim to listen")
-        self.load_time = time.monotonic() - t0
-        self.base = "http://127.0.0.1:%d" % self.port
-
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def admin(self, method, path, body=None, timeout=120):
-        return dv_admin(self.base, method, path, body, timeout)
-
-    def stats(self):
-        return self.admin("GET", "stats")["environments"]
-
-    def reset_stats(self):
-        self.admin("POST", "stats/reset")
-
-    def cpu(self):
-        return proc_cpu(self.pid)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            try:
-                self.admin("POST", "shutdown", timeout=10)
-            except OSError:
-                pass
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.errlog.close()
 
 
 def gen(work, name, **kw):
@@ -244,43 +98,15 @@ def gen(work, name, **kw):
 
 # ---- s3mond ----------------------------------------------------------------
 
-class Setup:
-    """A configuration file for s3mond watching some environments of a dvsim."""
-
-    def __init__(self, work, name, dv, envs, interval="60s", extra=None, env_extra=None):
-        self.dir = os.path.join(work, name)
-        shutil.rmtree(self.dir, ignore_errors=True)
-        os.makedirs(os.path.join(self.dir, "state"))
-        self.dv = dv
-        self.envs = envs
-        lines = ["[s3mond]", "interval = %s" % interval,
-                 "state_directory = %s" % os.path.join(self.dir, "state")]
-        lines += ["%s = %s" % kv for kv in (extra or {}).items()]
-        for e in envs:
-            secret = os.path.join(self.dir, e["name"] + ".secret")
-            fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            os.write(fd, e["client_secret"].encode() + b"\n")
-            os.close(fd)
-            lines += ["", "[environment %s]" % e["name"],
-                      "url = %s/%s" % (dv.base, e["name"]),
-                      "authority = %s" % dv.base,
-                      "tenant = %s" % e["tenant"],
-                      "client_id = %s" % e["client_id"],
-                      "client_secret_file = %s" % secret]
-            lines += ["%s = %s" % kv for kv in (env_extra or {}).items()]
-        self.conf = os.path.join(self.dir, "s3mond.conf")
-        with open(self.conf, "w") as f:
-            f.write("\n".join(lines) + "\n")
-
-    def fresh_state(self):
-        shutil.rmtree(os.path.join(self.dir, "state"))
-        os.makedirs(os.path.join(self.dir, "state"))
-
-    def token_url(self, e):
-        return "%s/%s/oauth2/v2.0/token" % (self.dv.base, e["tenant"])
-
-    def secret_file(self, e):
-        return os.path.join(self.dir, e["name"] + ".secret")
+def setup(a, name, dv, envs, interval):
+    """A fresh directory work/NAME with s3mond's configuration for envs
+    (their secrets beside it) and an empty state directory."""
+    d = os.path.join(a.work, name)
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    cfg = h.Config(d, dv, envs=[e["name"] for e in envs], interval=interval)
+    cfg.fresh_state()
+    return cfg
 
 
 def run_timed(argv, stdout, stderr=subprocess.DEVNULL, env=None):
@@ -303,8 +129,8 @@ class Daemon:
     def __init__(self, s3mond, setup, verbose=0, keep_lines=False, on_finding=None, discard=False):
         """discard: stdout goes to wc -l (a consumer costing next to nothing)
         instead of being read here; use saved() to see a cycle end."""
-        argv = [s3mond, "-c", setup.conf, "-o", "json"] + (["-" + "v" * verbose] if verbose else [])
-        self.state_dir = os.path.join(setup.dir, "state")
+        argv = [s3mond, "-c", setup.path, "-o", "json"] + (["-" + "v" * verbose] if verbose else [])
+        self.state_dir = setup.state_dir
         self.findings = 0
         self.first_finding = self.last_finding = None
         self.finding_times = {}         # finding id -> arrival (time.time())
@@ -461,7 +287,7 @@ def warm_up(a, st, work, name):
     asked for (for the floor), when the last page arrived, when it ended,
     how many findings and bytes it wrote."""
     t0 = time.monotonic()
-    p = subprocess.Popen([a.s3mond, "-c", st.conf, "--once", "--json", "-vv"], stdout=subprocess.PIPE,
+    p = subprocess.Popen([a.s3mond, "-c", st.path, "--once", "--json", "-vv"], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE)
     wc = subprocess.Popen(["wc", "-lc"], stdin=p.stdout, stdout=subprocess.PIPE)
     p.stdout.close()
@@ -483,9 +309,9 @@ def warm_up(a, st, work, name):
 def run_backlog(a, res, name, size, rounds, daemon, target):
     say("%s: generating %s" % (name, size))
     scen, envs = gen(a.work, name, envs=1, decoy_ratio=0.9, **size)
-    dv = Dvsim(a.work, [scen], "dvsim-" + name)
+    dv = simulator(a, (scen, envs), "dvsim-" + name)
     try:
-        st = Setup(a.work, name, dv, envs, interval="1h")
+        st = setup(a, name, dv, envs, interval="1h")
         e = envs[0]
         dv.reset_stats()
         w = warm_up(a, st, a.work, name)
@@ -497,20 +323,20 @@ def run_backlog(a, res, name, size, rounds, daemon, target):
         say("%s: %d findings (%.0f MB of JSON from %.1f MB of pages), %d first-page URLs; %d rounds"
             % (name, expected, w["out_bytes"] / 1e6, in_bytes / 1e6, len(urls), rounds))
 
-        floor_argv = [FLOOR, st.token_url(e), e["client_id"], st.secret_file(e),
-                      "%s/%s/.default" % (dv.base, e["name"]), url_file]
+        floor_argv = [FLOOR, dv.token_url(e["tenant"]), e["client_id"], st.secret_file(e["name"]),
+                      dv.scope(e["name"]), url_file]
         floors, onces, daemons, once_cpu, once_rss, daemon_rss = [], [], [], [], [], []
         dv_cpu_floor, dv_cpu_once = [], []
         for r in range(rounds):
-            c0 = dv.cpu()
+            c0 = cpu_seconds(dv.pid)
             wall, _, _, rc = run_timed(floor_argv, subprocess.DEVNULL)
-            dv_cpu_floor.append(dv.cpu() - c0)
+            dv_cpu_floor.append(cpu_seconds(dv.pid) - c0)
             if rc != 0:
                 raise RuntimeError("floor.sh failed (%d)" % rc)
             floors.append(wall)
-            c0 = dv.cpu()
-            wall, cpu, rss, n = run_once_counted(a.s3mond, st.conf)
-            dv_cpu_once.append(dv.cpu() - c0)
+            c0 = cpu_seconds(dv.pid)
+            wall, cpu, rss, n = run_once_counted(a.s3mond, st.path)
+            dv_cpu_once.append(cpu_seconds(dv.pid) - c0)
             if n != expected:
                 raise RuntimeError("--once gave %d findings, expected %d" % (n, expected))
             onces.append(wall)
@@ -529,8 +355,8 @@ def run_backlog(a, res, name, size, rounds, daemon, target):
                 s = Sampler([d.pid], 0.5)
                 s.start()
                 try:
-                    wait_for(lambda: d.saved(e["name"]) or d.proc.poll() is not None,
-                             3600, "the daemon's first cycle", period=0.02)
+                    h.wait_until(lambda: d.saved(e["name"]) or d.proc.poll() is not None,
+                                 3600, interval=0.02, what="the daemon's first cycle")
                     end = time.monotonic()
                 finally:
                     s.stop()
@@ -618,23 +444,22 @@ def bench_idle(a, res):
     say("idle: generating")
     scen, envs = gen(a.work, "idle", envs=2, mailboxes=2000, alerts=20, workflows=100,
                      steps=100, decoy_ratio=0.9)
-    dv = Dvsim(a.work, [scen], "dvsim-idle")
+    dv = simulator(a, (scen, envs), "dvsim-idle")
     try:
         names = [e["name"] for e in envs]
-        st = Setup(a.work, "idle", dv, envs, interval="%ds" % interval)
+        st = setup(a, "idle", dv, envs, interval="%ds" % interval)
         d = Daemon(a.s3mond, st)
         try:
             # First cycle: full reads and the backlog's findings; then idle.
-            wait_for(lambda: all(dv.stats().get(n, {}).get("sets", {}).get("plugintracelogs")
-                                 for n in names) or d.proc.poll() is not None, 120,
-                     "the first cycles")
+            h.wait_until(lambda: first_cycles_done(dv, names) or d.proc.poll() is not None,
+                         120, interval=0.1, what="the first cycles")
             time.sleep(interval * 1.5)
             dv.reset_stats()
-            c0 = proc_cpu_ns(d.pid)
+            c0 = cpu_seconds_fine(d.pid)
             t0 = time.monotonic()
             time.sleep(interval * cycles)
             stats = dv.stats()
-            cpu = proc_cpu_ns(d.pid) - c0
+            cpu = cpu_seconds_fine(d.pid) - c0
             span = time.monotonic() - t0
         finally:
             d.stop()
@@ -648,8 +473,8 @@ def bench_idle(a, res):
         dv.reset_stats()
         e = envs[0]
         ncy = 2 if q else 3
-        wall, ncpu, _, rc = run_timed([NAIVE, "%s/%s" % (dv.base, e["name"]), st.token_url(e),
-                                       e["client_id"], st.secret_file(e), str(ncy), "0"],
+        wall, ncpu, _, rc = run_timed([NAIVE, dv.env_url(e["name"]), dv.token_url(e["tenant"]),
+                                       e["client_id"], st.secret_file(e["name"]), str(ncy), "0"],
                                       subprocess.DEVNULL)
         if rc != 0:
             raise RuntimeError("naive-poller.sh failed (%d)" % rc)
@@ -677,9 +502,9 @@ def bench_idle(a, res):
 
 def run_fleet(a, dv, envs, name, interval, duration, verbose=2):
     """Run the daemon over envs for duration seconds; returns measurements."""
-    st = Setup(a.work, name, dv, envs, interval="%ds" % interval)
+    st = setup(a, name, dv, envs, interval="%ds" % interval)
     dv.reset_stats()
-    dv_c0 = dv.cpu()
+    dv_c0 = cpu_seconds(dv.pid)
     d = Daemon(a.s3mond, st, verbose=verbose)
     s = Sampler([d.pid, dv.pid], 1.0)
     s.start()
@@ -693,7 +518,7 @@ def run_fleet(a, dv, envs, name, interval, duration, verbose=2):
         rc = d.stop()
     names = {e["name"] for e in envs}
     cpu, span = s.cpu_between(d.pid, t0, t1)
-    dv_cpu = dv.cpu() - dv_c0
+    dv_cpu = cpu_seconds(dv.pid) - dv_c0
     # Steady state: after every environment's first cycle (the full reads).
     firsts = []
     for n in names:
@@ -742,7 +567,7 @@ def fleet_scenario(a, n_envs, mailboxes):
     scen, envs = gen(a.work, "fleet", envs=n_envs, mailboxes=mailboxes, alerts=5,
                      workflows=20, steps=20)
     t0 = time.monotonic()
-    dv = Dvsim(a.work, [scen], "dvsim-fleet")
+    dv = simulator(a, (scen, envs), "dvsim-fleet")
     say("fleet: dvsim loaded in %.1f s" % (time.monotonic() - t0))
     return dv, envs
 
@@ -808,22 +633,22 @@ def bench_latency(a, res):
     interval = 5
     scen, envs = gen(a.work, "latency", envs=1, mailboxes=2000, alerts=5, workflows=100,
                      steps=100, decoy_ratio=0.9)
-    dv = Dvsim(a.work, [scen], "dvsim-latency")
+    dv = simulator(a, (scen, envs), "dvsim-latency")
     try:
         e = envs[0]
         label = "latency (%d alerts, %d s interval)" % (n_alerts, interval)
         limit = "p99 <= %d s" % (interval + 1)
 
         # -o json: the finding's line timestamped as it arrives.
-        st = Setup(a.work, "latency", dv, envs, interval="%ds" % interval)
+        st = setup(a, "latency", dv, envs, interval="%ds" % interval)
         d = Daemon(a.s3mond, st, keep_lines=True)
         try:
-            wait_for(lambda: first_cycle_done(dv.base, e["name"]) or d.proc.poll() is not None, 120,
-                     "the first cycle")
+            h.wait_until(lambda: first_cycles_done(dv, [e["name"]]) or d.proc.poll() is not None, 120,
+                         interval=0.1, what="the first cycle")
             time.sleep(interval)
-            inserted = insert_alerts(dv.base, e, n_alerts)
-            wait_for(lambda: all(k in d.finding_times for k in inserted) or d.proc.poll() is not None,
-                     6 * interval, "the findings", period=0.2)
+            inserted = insert_alerts(dv, e, n_alerts)
+            h.wait_until(lambda: all(k in d.finding_times for k in inserted) or d.proc.poll() is not None,
+                         6 * interval, interval=0.2, what="the findings")
         finally:
             d.stop()
         lat = [d.finding_times[k] - t for k, t in inserted.items() if k in d.finding_times]
@@ -835,14 +660,14 @@ def bench_latency(a, res):
         res.data["latency_json"] = dict(latencies=lat, missing=missing)
 
         # -o journal: journald's receive time of the entry, in a private
-        # journald (tests/integration/journald_ns.py; needs root).
-        st = Setup(a.work, "latency-journal", dv, envs, interval="%ds" % interval)
+        # journald (s3test.journald; needs root).
+        st = setup(a, "latency-journal", dv, envs, interval="%ds" % interval)
         env_file = os.path.join(a.work, "latency-env.json")
         out_file = os.path.join(a.work, "latency-journal.json")
         with open(env_file, "w") as f:
-            json.dump(e, f)
+            json.dump({"sim": dv.address(), "env": e}, f)
         p = subprocess.run([sys.executable, os.path.join(HERE, "latency_journal.py"), a.s3mond,
-                            st.conf, dv.base, env_file, str(n_alerts), str(interval), out_file],
+                            st.path, env_file, str(n_alerts), str(interval), out_file],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         if p.returncode == 77:
             res.add(label, "alert inserted -> journal entry", "skipped: " +
@@ -902,18 +727,18 @@ def bench_growth(a, res, dv=None, envs=None, scale_data=None):
     for n in alerts:
         scen, envs2 = gen(a.work, "growth-alerts", envs=1, mailboxes=2000, alerts=n,
                           workflows=50, steps=50, decoy_ratio=0.9)
-        dv2 = Dvsim(a.work, [scen], "dvsim-growth")
+        dv2 = simulator(a, (scen, envs2), "dvsim-growth")
         try:
-            st = Setup(a.work, "growth-alerts", dv2, envs2, interval="1h")
-            c0 = dv2.cpu()
-            wall, cpu, rss, lines = run_once_counted(a.s3mond, st.conf)
-            dvc = dv2.cpu() - c0
+            st = setup(a, "growth-alerts", dv2, envs2, interval="1h")
+            c0 = cpu_seconds(dv2.pid)
+            wall, cpu, rss, lines = run_once_counted(a.s3mond, st.path)
+            dvc = cpu_seconds(dv2.pid) - c0
             d = Daemon(a.s3mond, st, verbose=2, discard=True)
             s = Sampler([d.pid], 0.5)
             s.start()
             try:
-                wait_for(lambda: d.saved(envs2[0]["name"]) or d.proc.poll() is not None, 3600,
-                         "the daemon's first cycle", period=0.05)
+                h.wait_until(lambda: d.saved(envs2[0]["name"]) or d.proc.poll() is not None, 3600,
+                             interval=0.05, what="the daemon's first cycle")
                 dwall = time.monotonic() - (d.first_cycle or d.t0)
             finally:
                 s.stop()

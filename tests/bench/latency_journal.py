@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Latency to the journal: alert inserted in dvsim -> s3mond's journal entry.
 
-  latency_journal.py S3MOND CONF DVSIM_BASE ENV_JSON N_ALERTS INTERVAL OUT_JSON
+  latency_journal.py S3MOND CONF SIM_ENV_JSON N_ALERTS INTERVAL OUT_JSON
 
-Run by bench.py. Re-executes itself in a private mount namespace with its own
-systemd-journald (tests/integration/journald_ns.py: nothing on the host is
+Run by bench.py, SIM_ENV_JSON saying where the simulator is and which
+environment to use. Re-executes itself in a private mount namespace with its
+own systemd-journald (s3test.journald: nothing on the host is
 touched), runs `s3mond -o journal` against the running dvsim, inserts
 N_ALERTS alerts (bench.insert_alerts) once the first cycle is done, and
 takes each finding's __REALTIME_TIMESTAMP (when journald received it) minus
@@ -20,34 +21,35 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 import bench  # noqa: E402
-import journald_ns  # noqa: E402
+from bench import h  # noqa: E402
+from s3test import journald  # noqa: E402
 
 
 def main():
-    s3mond, conf, base, env_file, n_alerts, interval, out_file = sys.argv[1:8]
+    s3mond, conf, env_file, n_alerts, interval, out_file = sys.argv[1:7]
     n_alerts, interval = int(n_alerts), int(interval)
     with open(env_file) as f:
-        env = json.load(f)
-    journald_ns.reexec_in_namespace()
-    with journald_ns.journald(timeout=30) as read:
+        given = json.load(f)
+    dv, env = h.Sim.attach(**given["sim"]), given["env"]
+    journald.reexec_in_namespace()
+    with journald.journald(timeout=30) as read:
         d = subprocess.Popen([s3mond, "-c", conf, "-o", "journal"], stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
         try:
-            bench.wait_for(lambda: bench.first_cycle_done(base, env["name"]) or d.poll() is not None,
-                           120, "the first cycle")
+            h.wait_until(lambda: bench.first_cycles_done(dv, [env["name"]]) or d.poll() is not None,
+                         120, interval=0.1, what="the first cycle")
             if d.poll() is not None:
                 raise RuntimeError("s3mond exited with %d" % d.returncode)
             time.sleep(interval)
-            inserted = bench.insert_alerts(base, env, n_alerts)
+            inserted = bench.insert_alerts(dv, env, n_alerts)
             alert_ids = {k.rsplit("/", 1)[1]: k for k in inserted}
             deadline = time.monotonic() + 6 * interval
             got = {}
             while len(got) < len(inserted) and time.monotonic() < deadline:
                 for e in read("SYSLOG_IDENTIFIER=s3mond", "PRIORITY=4"):
                     try:
-                        alert = journald_ns.value(e, "S3MOND_ALERT_ID").decode()
+                        alert = journald.value(e, "S3MOND_ALERT_ID").decode()
                     except (AssertionError, KeyError, ValueError):
                         continue
                     if alert in alert_ids:

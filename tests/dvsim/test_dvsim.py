@@ -1300,11 +1300,11 @@ class TestLargeOrganization(unittest.TestCase):
 
 
 class TestSchemaH(unittest.TestCase):
-    """daemon/schema.h names what s3mond selects; the service (and dvsim) must
+    """daemon/dataverse/schema.h names what s3mond selects; the service (and dvsim) must
     know every column, navigation property and entity set in it."""
 
     def defines(self):
-        path = os.path.join(os.path.dirname(os.path.dirname(HERE)), "daemon", "schema.h")
+        path = os.path.join(os.path.dirname(os.path.dirname(HERE)), "daemon", "dataverse", "schema.h")
         with open(path) as f:
             text = f.read().replace("\\\n", " ")
         out = {}

@@ -7,9 +7,10 @@
  *   "mailboxes":[...],"workflows":[...],"sdkmessageprocessingsteps":[...],
  *   "processsessions":[...],"plugintracelogs":[...]}} with the rows exactly as
  *   the Web API returned them.
- * Output: {"request":{...},"findings":[{...}]}: rows -> cache (full reads) ->
- *   detect (since now - lookback) -> one evidence request -> only the sessions
- *   and traces it asks for (ids and time range) -> one index -> findings. */
+ * Output: {"request":{...},"findings":[{...}]}: rows (rows.h's one parser and
+ *   its skip policy, as the client uses them) -> cache (full reads) -> detect
+ *   (since now - lookback) -> one evidence request -> only the sessions and
+ *   traces it asks for (ids and time range) -> one index -> findings. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,23 +83,97 @@ static json_t *finding_json(const struct finding *f) {
         return o;
 }
 
+struct tables {
+        struct rows tracelogs, mailboxes, workflows, steps, sessions, traces;
+};
+
+/* The production path: every table through rows.h's one parser and its
+ * policy for a refused row (skipped, logged on stderr). */
+static struct rows table_rows(const json_t *in, const char *name, enum rows_table t, const char *environment) {
+        struct rows r;
+
+        if (rows_parse_page(t, table(in, name), environment, 0, &r, NULL) < 0)
+                die("rows", "out of memory");
+        return r;
+}
+
+static void tables_parse(const json_t *in, const char *environment, struct tables *ret) {
+        *ret = (struct tables) {
+                .tracelogs = table_rows(in, "tracelogs", ROWS_TRACELOGS, environment),
+                .mailboxes = table_rows(in, "mailboxes", ROWS_MAILBOXES, environment),
+                .workflows = table_rows(in, "workflows", ROWS_WORKFLOWS, environment),
+                .steps = table_rows(in, "sdkmessageprocessingsteps", ROWS_STEPS, environment),
+                .sessions = table_rows(in, "processsessions", ROWS_SESSIONS, environment),
+                .traces = table_rows(in, "plugintracelogs", ROWS_TRACES, environment),
+        };
+}
+
+static void tables_done(struct tables *t) {
+        rows_done(&t->tracelogs);
+        rows_done(&t->mailboxes);
+        rows_done(&t->workflows);
+        rows_done(&t->steps);
+        rows_done(&t->sessions);
+        rows_done(&t->traces);
+}
+
+static struct correlate_params params_of(const json_t *in) {
+        struct correlate_params p = {
+                .environment = json_string_value(json_object_get(in, "environment")),
+                .window_sec = (uint64_t) json_integer_value(json_object_get(in, "window_sec")),
+        };
+        const json_t *types = json_object_get(in, "item_types");
+
+        for (size_t i = 0; i < json_array_size(types); i++) {
+                int t = item_type_from_string(json_string_value(json_array_get(types, i)));
+                if (t < 0)
+                        die("unknown item type", json_string_value(json_array_get(types, i)));
+                p.item_types |= (unsigned) t;
+        }
+        return p;
+}
+
+/* What the monitor's two evidence queries would return: the rows of the
+ * requested ids within the requested time range (shallow copies of t's). */
+struct evidence_rows {
+        struct session_row *sessions;
+        struct trace_row *traces;
+        size_t n_sessions, n_traces;
+};
+
+static void evidence_rows_select(const struct tables *t, const struct evidence_request *req,
+                                 struct evidence_rows *ret) {
+        *ret = (struct evidence_rows) {
+                .sessions = calloc(t->sessions.n + 1, sizeof(struct session_row)),
+                .traces = calloc(t->traces.n + 1, sizeof(struct trace_row)),
+        };
+        if (!ret->sessions || !ret->traces)
+                die("evidence", "out of memory");
+        for (size_t i = 0; i < t->sessions.n; i++) {
+                const struct session_row *s = &t->sessions.sessions[i];
+                if (in_list(req->process_ids, req->n_process_ids, s->process_id) && s->at >= req->from &&
+                    s->at <= req->to)
+                        ret->sessions[ret->n_sessions++] = *s;
+        }
+        for (size_t i = 0; i < t->traces.n; i++) {
+                const struct trace_row *x = &t->traces.traces[i];
+                if (in_list(req->step_ids, req->n_step_ids, x->step_id) && x->at >= req->from && x->at <= req->to)
+                        ret->traces[ret->n_traces++] = *x;
+        }
+}
+
 int main(int argc, char **argv) {
-        struct tracelog_row *tl = NULL;
-        struct mailbox_row *mb = NULL;
-        struct workflow_row *wf = NULL;
-        struct step_row *st = NULL;
-        struct session_row *se = NULL, *se_req = NULL;
-        struct trace_row *tr = NULL, *tr_req = NULL;
-        size_t n_tl, n_mb, n_wf, n_st, n_se, n_tr, n_se_req = 0, n_tr_req = 0, n_alerts;
+        struct tables t;
         struct alert *alerts = NULL;
+        size_t n_alerts;
         struct evidence_request req;
+        struct evidence_rows er;
         struct correlate_evidence *ev = NULL;
+        struct correlate_params p;
         struct cache *cc = NULL;
         json_error_t jerr;
-        json_t *in, *out, *findings, *request, *types;
-        char *err = NULL;
+        json_t *in, *out, *findings, *request;
         time_t now;
-        size_t i;
 
         if (argc != 2)
                 die("usage: engine-driver INPUT.json", NULL);
@@ -107,55 +182,29 @@ int main(int argc, char **argv) {
         if (!in)
                 die("cannot read the input", jerr.text);
         now = (time_t) json_integer_value(json_object_get(in, "now"));
-        struct correlate_params p = {
-                .environment = json_string_value(json_object_get(in, "environment")),
-                .window_sec = (uint64_t) json_integer_value(json_object_get(in, "window_sec")),
-        };
-        types = json_object_get(in, "item_types");
-        for (i = 0; i < json_array_size(types); i++) {
-                int t = item_type_from_string(json_string_value(json_array_get(types, i)));
-                if (t < 0)
-                        die("unknown item type", json_string_value(json_array_get(types, i)));
-                p.item_types |= (unsigned) t;
-        }
+        p = params_of(in);
+        tables_parse(in, p.environment, &t);
 
-        if (rows_parse_tracelogs(table(in, "tracelogs"), &tl, &n_tl, &err) < 0 ||
-            rows_parse_mailboxes(table(in, "mailboxes"), &mb, &n_mb, &err) < 0 ||
-            rows_parse_workflows(table(in, "workflows"), &wf, &n_wf, &err) < 0 ||
-            rows_parse_steps(table(in, "sdkmessageprocessingsteps"), &st, &n_st, &err) < 0 ||
-            rows_parse_sessions(table(in, "processsessions"), &se, &n_se, &err) < 0 ||
-            rows_parse_traces(table(in, "plugintracelogs"), &tr, &n_tr, &err) < 0)
-                die("rows", err);
-
-        if (cache_new(&cc) < 0 || cache_replace_mailboxes(cc, mb, n_mb) < 0 ||
-            cache_replace_workflows(cc, wf, n_wf) < 0 || cache_replace_steps(cc, st, n_st) < 0)
+        if (cache_new(&cc) < 0 || cache_replace_mailboxes(cc, t.mailboxes.mailboxes, t.mailboxes.n) < 0 ||
+            cache_replace_workflows(cc, t.workflows.workflows, t.workflows.n) < 0 ||
+            cache_replace_steps(cc, t.steps.steps, t.steps.n) < 0)
                 die("cache", NULL);
 
         struct detect_params dp = {
                 .cache = cc,
                 .since = now - (time_t) json_integer_value(json_object_get(in, "lookback_sec")),
         };
-        if (detect_alerts(tl, n_tl, mb, n_mb, &dp, &alerts, &n_alerts) < 0)
+        if (detect_alerts(t.tracelogs.tracelogs, t.tracelogs.n, t.mailboxes.mailboxes, t.mailboxes.n, &dp, &alerts,
+                          &n_alerts) < 0)
                 die("detect", NULL);
         if (correlate_evidence_request(alerts, n_alerts, cc, &p, &req) < 0)
                 die("evidence request", NULL);
-
-        /* What the monitor's two evidence queries would return. */
-        se_req = calloc(n_se + 1, sizeof(*se_req));
-        tr_req = calloc(n_tr + 1, sizeof(*tr_req));
-        for (i = 0; i < n_se; i++)
-                if (in_list(req.process_ids, req.n_process_ids, se[i].process_id) && se[i].at >= req.from &&
-                    se[i].at <= req.to)
-                        se_req[n_se_req++] = se[i];
-        for (i = 0; i < n_tr; i++)
-                if (in_list(req.step_ids, req.n_step_ids, tr[i].step_id) && tr[i].at >= req.from &&
-                    tr[i].at <= req.to)
-                        tr_req[n_tr_req++] = tr[i];
-        if (correlate_evidence_new(cc, se_req, n_se_req, tr_req, n_tr_req, &ev) < 0)
+        evidence_rows_select(&t, &req, &er);
+        if (correlate_evidence_new(cc, er.sessions, er.n_sessions, er.traces, er.n_traces, &ev) < 0)
                 die("evidence index", NULL);
 
         findings = json_array();
-        for (i = 0; i < n_alerts; i++) {
+        for (size_t i = 0; i < n_alerts; i++) {
                 struct finding *f;
                 if (correlate_finding(&alerts[i], cc, ev, &p, 1, now, &f) < 0)
                         die("correlate", NULL);
@@ -164,25 +213,20 @@ int main(int argc, char **argv) {
         }
         request = json_pack("{s:o,s:o,s:I,s:I,s:I,s:I}", "process_ids", strings(req.process_ids, req.n_process_ids),
                             "step_ids", strings(req.step_ids, req.n_step_ids), "from", (json_int_t) req.from, "to",
-                            (json_int_t) req.to, "sessions", (json_int_t) n_se_req, "traces", (json_int_t) n_tr_req);
+                            (json_int_t) req.to, "sessions", (json_int_t) er.n_sessions, "traces", (json_int_t) er.n_traces);
         out = json_pack("{s:o,s:o}", "request", request, "findings", findings);
         json_dumpf(out, stdout, JSON_INDENT(1));
         putchar('\n');
 
         json_decref(out);
-        json_decref(in);
         correlate_evidence_free(ev);
+        free(er.sessions); /* shallow copies: t owns what they point to */
+        free(er.traces);
         evidence_request_done(&req);
         alerts_free(alerts, n_alerts);
         cache_free(cc);
-        free(se_req);
-        free(tr_req);
-        tracelog_rows_free(tl, n_tl);
-        mailbox_rows_free(mb, n_mb);
-        workflow_rows_free(wf, n_wf);
-        step_rows_free(st, n_st);
-        session_rows_free(se, n_se);
-        trace_rows_free(tr, n_tr);
+        tables_done(&t);
+        json_decref(in);
         json_decref(no_rows);
         return 0;
 }

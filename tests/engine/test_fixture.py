@@ -3,7 +3,7 @@
 with the fixture's "expected" findings, exactly.
 
 For every fixture with an "expected" list: serve it with dvsim, read every
-table over HTTP with the $select/$expand of daemon/schema.h (so the columns
+table over HTTP with the $select/$expand of daemon/dataverse/schema.h (so the columns
 the C client will ask for are checked against the strict simulator too),
 hand the rows to engine-driver (rows -> cache -> detect -> one evidence
 request -> correlate) with the fixture's expected_config, and compare:
@@ -16,12 +16,16 @@ usage: test_fixture.py ENGINE_DRIVER SOURCE_ROOT [FIXTURE...]
 import json
 import os
 import re
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.parse
 import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import s3test as h  # noqa: E402
 
 DURATION = re.compile(r"(\d+)([smhd])")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -37,8 +41,8 @@ def duration(text):
 
 
 def schema(root):
-    """The DV_* string macros of daemon/schema.h."""
-    text = open(os.path.join(root, "daemon", "schema.h"), encoding="utf-8").read()
+    """The DV_* string macros of daemon/dataverse/schema.h."""
+    text = open(os.path.join(root, "daemon", "dataverse", "schema.h"), encoding="utf-8").read()
     text = text.replace("\\\n", " ")
     out = {}
     for m in re.finditer(r"#define\s+(DV_\w+)\s+((?:\"[^\"]*\"\s*)+)", text):
@@ -46,23 +50,27 @@ def schema(root):
     return out
 
 
-def token(port, env):
+def urlopen(sim, req):
+    """urllib, trusting the simulator's CA when it serves HTTPS."""
+    ctx = ssl.create_default_context(cafile=sim.ca_file) if sim.ca_file else None
+    return urllib.request.urlopen(req, timeout=10, context=ctx)
+
+
+def token(sim, env):
     body = urllib.parse.urlencode({
         "grant_type": "client_credentials", "client_id": env["client_id"],
-        "client_secret": env["client_secret"],
-        "scope": "http://127.0.0.1:%d/%s/.default" % (port, env["name"])}).encode()
-    req = urllib.request.Request("http://127.0.0.1:%d/%s/oauth2/v2.0/token" % (port, env["tenant"]),
-                                 data=body, method="POST")
-    with urllib.request.urlopen(req, timeout=10) as r:
+        "client_secret": env["client_secret"], "scope": sim.scope(env["name"])}).encode()
+    req = urllib.request.Request(sim.token_url(env["tenant"]), data=body, method="POST")
+    with urlopen(sim, req) as r:
         return json.load(r)["access_token"]
 
 
-def fetch(port, env, tok, entity_set, select, expand=None):
+def fetch(sim, env, tok, entity_set, select, expand=None):
     query = {"$select": select}
     if expand:
         query["$expand"] = expand
-    url = "http://127.0.0.1:%d/%s/api/data/v9.2/%s?%s" % (
-        port, env["name"], entity_set, urllib.parse.urlencode(query, quote_via=urllib.parse.quote))
+    url = "%s/api/data/v9.2/%s?%s" % (
+        sim.env_url(env["name"]), entity_set, urllib.parse.urlencode(query, quote_via=urllib.parse.quote))
     rows = []
     while url:
         req = urllib.request.Request(url, headers={
@@ -70,7 +78,7 @@ def fetch(port, env, tok, entity_set, select, expand=None):
             "OData-MaxVersion": "4.0", "OData-Version": "4.0",
             "Prefer": 'odata.maxpagesize=500,odata.include-annotations="Microsoft.Dynamics.CRM.lookuplogicalname"'})
         try:
-            with urllib.request.urlopen(req, timeout=10) as r:
+            with urlopen(sim, req) as r:
                 page = json.load(r)
         except urllib.error.HTTPError as e:
             raise SystemExit("%s: %s %s" % (entity_set, e.code, e.read().decode(errors="replace")))
@@ -89,33 +97,28 @@ def configs_of(data):
 
 
 def run_fixture(driver, root, path):
-    sys.path.insert(0, os.path.join(root, "tests", "dvsim"))
-    import dvsim
-
     with open(path, encoding="utf-8") as f:
         data = json.load(f)
     if "expected" not in data:
         return []
     sc = schema(root)
-    sim = dvsim.Simulator()
-    sim.load(data, path)
+    sim = h.InProcSim(data, name=path)
     now = int(time.time())
-    server = dvsim.start_in_thread(sim)
     polled = []
     try:
         for env in data["environments"]:
-            tok = token(sim.port, env)
+            tok = token(sim, env)
             polled.append((env["name"], {
-                "tracelogs": fetch(sim.port, env, tok, sc["DV_SET_TRACELOGS"], sc["DV_SELECT_TRACELOGS"]),
-                "mailboxes": fetch(sim.port, env, tok, sc["DV_SET_MAILBOXES"], sc["DV_SELECT_MAILBOXES"]),
-                "workflows": fetch(sim.port, env, tok, sc["DV_SET_WORKFLOWS"], sc["DV_SELECT_WORKFLOWS"]),
-                "sdkmessageprocessingsteps": fetch(sim.port, env, tok, sc["DV_SET_STEPS"],
+                "tracelogs": fetch(sim, env, tok, sc["DV_SET_TRACELOGS"], sc["DV_SELECT_TRACELOGS"]),
+                "mailboxes": fetch(sim, env, tok, sc["DV_SET_MAILBOXES"], sc["DV_SELECT_MAILBOXES"]),
+                "workflows": fetch(sim, env, tok, sc["DV_SET_WORKFLOWS"], sc["DV_SELECT_WORKFLOWS"]),
+                "sdkmessageprocessingsteps": fetch(sim, env, tok, sc["DV_SET_STEPS"],
                                                    sc["DV_SELECT_STEPS"], sc["DV_EXPAND_STEPS"]),
-                "processsessions": fetch(sim.port, env, tok, sc["DV_SET_SESSIONS"], sc["DV_SELECT_SESSIONS"]),
-                "plugintracelogs": fetch(sim.port, env, tok, sc["DV_SET_TRACES"], sc["DV_SELECT_TRACES"]),
+                "processsessions": fetch(sim, env, tok, sc["DV_SET_SESSIONS"], sc["DV_SELECT_SESSIONS"]),
+                "plugintracelogs": fetch(sim, env, tok, sc["DV_SET_TRACES"], sc["DV_SELECT_TRACES"]),
             }))
     finally:
-        server.shutdown()
+        sim.kill()
 
     errors = []
     for label, config, expected in configs_of(data):

@@ -64,33 +64,22 @@ static mode_t mode_arg(int flags, va_list ap) {
         return (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE ? (mode_t) va_arg(ap, int) : 0;
 }
 
-int __wrap_open(const char *path, int flags, ...) {
-        va_list ap;
-        mode_t mode;
-
-        va_start(ap, flags);
-        mode = mode_arg(flags, ap);
-        va_end(ap);
-        if (!allowed(path)) {
-                errno = EACCES;
-                return -1;
+/* open() and open64() alike: refused outside the sandbox, else the real one. */
+#define WRAP_OPEN(name)                                         \
+        int __wrap_##name(const char *path, int flags, ...) {   \
+                va_list ap;                                     \
+                mode_t mode;                                    \
+                va_start(ap, flags);                            \
+                mode = mode_arg(flags, ap);                     \
+                va_end(ap);                                     \
+                if (!allowed(path)) {                           \
+                        errno = EACCES;                         \
+                        return -1;                              \
+                }                                               \
+                return __real_##name(path, flags, mode);        \
         }
-        return __real_open(path, flags, mode);
-}
-
-int __wrap_open64(const char *path, int flags, ...) {
-        va_list ap;
-        mode_t mode;
-
-        va_start(ap, flags);
-        mode = mode_arg(flags, ap);
-        va_end(ap);
-        if (!allowed(path)) {
-                errno = EACCES;
-                return -1;
-        }
-        return __real_open64(path, flags, mode);
-}
+WRAP_OPEN(open)
+WRAP_OPEN(open64)
 
 /* ---- the sandbox ------------------------------------------------------------- */
 
@@ -211,7 +200,7 @@ static void check_config_common(const struct s3_config *c) {
                 const struct env_config *e = &c->envs[i];
                 size_t n;
 
-                CHECK(e->name && config_environment_name_is_valid(e->name), "environment name");
+                CHECK(e->name && environment_name_is_valid(e->name), "environment name");
                 for (size_t k = 0; k < i; k++)
                         CHECK(strcmp(c->envs[k].name, e->name) != 0, "environment %s twice", e->name);
                 CHECK(e->url && (strncmp(e->url, "https://", 8) == 0 || strncmp(e->url, "http://", 7) == 0),

@@ -5,7 +5,7 @@
  * (output-internal.h), and the stderr and json stream outputs.
  * Invariants:
  *  - JSON: jansson parses it back (so valid UTF-8, no NUL), keys in
- *    DESIGN.md's order, each string the input repaired to UTF-8 (U+FFFD);
+ *    docs/design.md's order, each string the input repaired to UTF-8 (U+FFFD);
  *  - the line: valid UTF-8, no control character (C0, DEL, C1, U+2028/9),
  *    quoted values closed, no '=' outside quotes, bounded length;
  *  - journald: every field KEY=value with a valid journald key, values the
@@ -23,6 +23,7 @@
 #include "output-internal.h"
 #include "output.h"
 #include "strutil.h"
+#include "utf8.h"
 #include "timeutil.h"
 
 #define MAX_CULPRITS 12         /* more than FINDING_LINE_CULPRITS_MAX */

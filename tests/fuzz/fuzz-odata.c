@@ -1,4 +1,4 @@
-/* fuzz-odata.c: OData literals and URLs (odata.h, and dataverse.c's named
+/* fuzz-odata.c: OData literals and URLs (odata.h, and queries.c's named
  * queries through dv_query_urls()) with hostile values: names polled from
  * Dataverse go back into $filter as string literals, so quoting them is
  * what stands between a mailbox name and query injection.
@@ -15,8 +15,9 @@
 #include <errno.h>
 #include <string.h>
 
-#include "dataverse.h"
+#include "queries.h"
 #include "fuzz.h"
+#include "guid.h"
 #include "odata.h"
 #include "schema.h"
 
@@ -324,7 +325,7 @@ static void check_names(const char *a, const char *b) {
         for (size_t i = 0; i < ELEMENTSOF(ops); i++)
                 op = op || strcmp(b, ops[i]) == 0;
         CHECK(odata_column_valid(a) == reference_column(a), "odata_column_valid(\"%s\")", a);
-        CHECK(odata_guid_valid(a) == reference_guid(a), "odata_guid_valid(\"%s\")", a);
+        CHECK(guid_is_valid(a) == reference_guid(a), "guid_is_valid(\"%s\")", a);
 
         CHECK((build(a, NULL, NULL, NULL, NULL, NULL, NULL, &url) == 0) == (reference_column(a) && !strchr(a, '/')),
               "entity set \"%s\"", a);
@@ -347,7 +348,7 @@ static void check_names(const char *a, const char *b) {
         free(url);
 }
 
-/* dataverse.c's named queries with these values as ids and entity set. */
+/* queries.c's named queries with these values as ids and entity set. */
 static void check_named(char **parts, size_t n, unsigned kind, time_t from, time_t to, unsigned per) {
         struct dv_query_args args = {
                 .since = from, .from = from, .to = to,

@@ -2,13 +2,16 @@
  * arbitrary bytes. Invariants: utf8_decode() accounts for every byte once
  * and never yields an overlong form, a surrogate or more than U+10FFFF;
  * utf8_is_valid() agrees with jansson's validator; utf8_sanitize() gives
- * valid UTF-8 and changes only ill-formed input; str_quote() gives one clean
+ * valid UTF-8 and changes only ill-formed input; utf8_repair_bytes() gives
+ * valid UTF-8 of the same length, the same bytes when it counts no repair;
+ * str_quote() gives one clean
  * line, quoted exactly when it must be, within max_out escaped bytes, that
  * reads back as the (repaired) input or a prefix of it ending in U+2026. */
 #include <string.h>
 
 #include "fuzz.h"
 #include "strutil.h"
+#include "utf8.h"
 
 static bool reference_bare_token(const char *str) {
         const unsigned char *s = (const unsigned char *) str;
@@ -51,6 +54,20 @@ static void check_sanitize(const char *s) {
         else
                 CHECK(strcmp(clean, s) != 0, "utf8_sanitize() left invalid UTF-8 alone");
         free(clean);
+}
+
+static void check_repair_bytes(const char *s, size_t n) {
+        char *copy = malloc(n + 1);
+        size_t repairs;
+
+        CHECK(copy, "malloc()");
+        memcpy(copy, s, n);
+        repairs = utf8_repair_bytes(copy, n, '?');
+        CHECK(fuzz_utf8_valid(copy, n), "utf8_repair_bytes() left invalid UTF-8");
+        CHECK((repairs == 0) == (memcmp(copy, s, n) == 0), "utf8_repair_bytes() counted %zu repairs", repairs);
+        CHECK((repairs == 0) == fuzz_utf8_valid(s, n), "utf8_repair_bytes(): %zu repairs of %s UTF-8", repairs,
+              repairs ? "valid" : "invalid");
+        free(copy);
 }
 
 static void check_quote(const char *s, size_t max_out, enum quote_mode mode) {
@@ -118,6 +135,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
               "utf8_is_valid() disagrees with jansson on %zu bytes", size);
         if (size > 0)
                 check_decode((const char *) data, size);
+        check_repair_bytes((const char *) data, size);
 
         CHECK(str_is_bare_token(s) == reference_bare_token(s), "str_is_bare_token(\"%s\")", s);
         check_sanitize(s);

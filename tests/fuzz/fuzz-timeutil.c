@@ -12,7 +12,7 @@
 #include "fuzz.h"
 #include "timeutil.h"
 
-/* DESIGN.md's durations, written from the grammar rather than from
+/* docs/design.md's durations, written from the grammar rather than from
  * timeutil.c: one or more <digits><unit>, or a single unit-less number. */
 static int reference_duration(const char *s, uint64_t *ret) {
         unsigned __int128 total = 0;

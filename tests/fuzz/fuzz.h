@@ -104,7 +104,7 @@ static inline char *fdp_str_or_null(struct fdp *d) {
 
 /* ---- checks of emitted text ------------------------------------------------ */
 
-/* Valid UTF-8 by jansson's validator, which shares no code with strutil.c. */
+/* Valid UTF-8 by jansson's validator, which shares no code with utf8.c. */
 static inline bool fuzz_utf8_valid(const char *s, size_t n) {
         json_t *j = json_stringn(s, n);
         bool ok = j != NULL;

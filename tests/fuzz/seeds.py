@@ -2,16 +2,24 @@
 """seeds.py: (re)write the generated seeds of tests/fuzz/corpus/.
 
     python3 tests/fuzz/seeds.py
+    python3 tests/fuzz/seeds.py config OUTDIR [--depfile FILE]
 
-Seeds named gen-* are written here, from the fixtures (tests/fixtures/*.json,
-tests/unit/configs/) and from the records below; any other file in a corpus
-directory is a hand-made seed and is left alone. The fuzz-finding input is
-binary (fuzz.h's reader: strings from the front, numbers from the end), so
-its seeds can only be made with the Encoder here.
+Seeds named gen-* are written into the corpus, from the fixtures
+(tests/fixtures/*.json) and from the records below; any other file in a
+corpus directory is a hand-made seed and is left alone. The fuzz-finding
+input is binary (fuzz.h's reader: strings from the front, numbers from the
+end), so its seeds can only be made with the Encoder here.
+
+The fuzz-config seeds are the unit tests' configurations
+(tests/unit/configs/*.conf), copied at build time into OUTDIR by the second
+form (meson's custom_target in meson.build, which reruns it when a
+configuration is added, removed or changed: --depfile names them), so they
+are never committed and never stale.
 """
 import calendar
 import json
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -341,22 +349,47 @@ def text_seeds():
             write(target, "raw-%02d" % i, v)
 
 
-# ---- fuzz-config: the unit tests' configuration files ------------------------
+# ---- fuzz-config: the unit tests' configuration files, at build time ----------
 
-def config_seeds():
-    clear("config")
-    for f in sorted((TOP / "tests" / "unit" / "configs").glob("*.conf")):
-        write("config", f.name, f.read_bytes())
+CONFIGS = TOP / "tests" / "unit" / "configs"
 
 
-def main():
+def config_seeds(out, depfile=None):
+    """Copy tests/unit/configs/*.conf into out (and only those: a copy
+    whose configuration is gone goes too); with depfile, write what the
+    copy depends on (the directory, for a file added or removed, and each
+    file) for ninja."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    sources = sorted(CONFIGS.glob("*.conf"))
+    if not sources:
+        sys.exit("seeds.py: no configuration in %s" % CONFIGS)
+    for f in out.glob("*.conf"):
+        if not (CONFIGS / f.name).exists():
+            f.unlink()
+    for f in sources:
+        (out / f.name).write_bytes(f.read_bytes())
+    if depfile:
+        deps = [CONFIGS] + sources
+        Path(depfile).write_text("%s: %s\n" % (escape(str(out)), " ".join(escape(str(d)) for d in deps)))
+
+
+def escape(path):
+    return path.replace("\\", "\\\\").replace(" ", "\\ ").replace("$", "$$")
+
+
+def main(argv):
+    if argv[:1] == ["config"] and len(argv) in (2, 4) and (len(argv) == 2 or argv[2] == "--depfile"):
+        config_seeds(argv[1], argv[3] if len(argv) == 4 else None)
+        return
+    if argv:
+        sys.exit(__doc__)
     finding_seeds()
     rows_seeds()
     text_seeds()
-    config_seeds()
     for d in sorted(CORPUS.iterdir()):
         print("%-10s %3d seeds" % (d.name, len(list(d.iterdir()))))
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -20,8 +20,12 @@
  *   {"t": seconds since start when it finished, "started": when it started,
  *    "env", "kind", "query": index in the plan, "run": 0.., "error": -errno,
  *    "errno": "ECONNREFUSED", "message", "http_status", "dv_code",
- *    "requests", "token_requests", "n_rows", "rows": [...],
+ *    "requests", "token_requests", "pages", "n_rows", "skipped", "rows": [...],
  *    "server_date", "local_date"}
+ * where rows are the typed rows the client handed over page by page (rows.h),
+ * written back under their column names (the probe's rows are not parsed);
+ * n_rows counts the rows received, skipped ones (refused by the parser)
+ * included; n_rows is -1 and rows null when the query failed.
  * and a last line {"done": true, "t": ...} (or {"deadline": true}). */
 #include <errno.h>
 #include <stdio.h>
@@ -32,14 +36,14 @@
 #include <ev.h>
 #include <jansson.h>
 
-#include "config.h"
-#include "dataverse.h"
+#include "client.h"
+#include "connection.h"
 #include "http.h"
 #include "log.h"
 #include "timeutil.h"
 
 struct env {
-        struct env_config cfg;
+        struct dv_connection cfg;       /* strings owned here */
         struct dv_client *client;
 };
 
@@ -48,6 +52,7 @@ struct run {
         struct plan_query *query;
         unsigned index;
         double started;
+        json_t *rows;                   /* the pages' rows so far */
 };
 
 struct plan_query {
@@ -123,6 +128,86 @@ static void read_options(json_t *o, struct dv_options *opt) {
 #undef NUM
 }
 
+static json_t *time_json(time_t t) {
+        char buf[ISO8601_BUFSZ];
+        return t ? json_string(iso8601_format(t, buf)) : json_null();
+}
+
+static json_t *str_json(const char *s) {
+        return s ? json_string(s) : json_null();
+}
+
+static json_t *nav_json(const char *key, const char *value) {
+        return value ? json_pack("{s:s}", key, value) : json_null();
+}
+
+/* A typed row under the column names of schema.h. */
+static json_t *row_json(const struct rows *rows, size_t i) {
+        switch (rows->table) {
+        case ROWS_TRACELOGS: {
+                const struct tracelog_row *t = &rows->tracelogs[i];
+                return json_pack("{s:o,s:o,s:o,s:i,s:o,s:o,s:o,s:o}", "tracelogid", str_json(t->id),
+                                 "_regardingobjectid_value", str_json(t->regarding_id),
+                                 "_regardingobjectid_value@Microsoft.Dynamics.CRM.lookuplogicalname",
+                                 str_json(t->regarding_type), "level", t->level, "text", str_json(t->text),
+                                 "errordetails", str_json(t->errordetails), "createdon", time_json(t->created_on),
+                                 "modifiedon", time_json(t->modified_on));
+        }
+        case ROWS_MAILBOXES: {
+                const struct mailbox_row *m = &rows->mailboxes[i];
+                return json_pack("{s:o,s:o,s:o,s:i,s:i,s:o,s:o,s:o,s:o,s:o}", "mailboxid", str_json(m->id), "name",
+                                 str_json(m->name), "emailaddress", str_json(m->email), "incomingemailstatus",
+                                 m->incoming_status, "actstatus", m->act_status, "lastsyncerrorcode",
+                                 m->has_error_code ? json_integer(m->last_error_code) : json_null(), "lastsyncerror",
+                                 str_json(m->last_error), "lastsyncerroroccurredon", time_json(m->last_error_on),
+                                 "lastsuccessfulsynccompletedon", time_json(m->last_success_on), "modifiedon",
+                                 time_json(m->modified_on));
+        }
+        case ROWS_WORKFLOWS: {
+                const struct workflow_row *w = &rows->workflows[i];
+                return json_pack("{s:o,s:o,s:o,s:i,s:i,s:i,s:i,s:o,s:b,s:o,s:b,s:o}", "workflowid", str_json(w->id),
+                                 "name", str_json(w->name), "_parentworkflowid_value", str_json(w->parent_id),
+                                 "category", w->category, "type", w->type, "statecode", w->statecode, "mode", w->mode,
+                                 "primaryentity", str_json(w->primary_entity), "triggeroncreate", w->trigger_on_create,
+                                 "triggeronupdateattributelist", str_json(w->trigger_on_update_attributes),
+                                 "syncworkflowlogonfailure", w->keeps_failure_logs, "modifiedon",
+                                 time_json(w->modified_on));
+        }
+        case ROWS_STEPS: {
+                const struct step_row *s = &rows->steps[i];
+                return json_pack("{s:o,s:o,s:i,s:i,s:i,s:i,s:o,s:o,s:o,s:o}", "sdkmessageprocessingstepid",
+                                 str_json(s->id), "name", str_json(s->name), "mode", s->mode, "stage", s->stage,
+                                 "statecode", s->statecode, "customizationlevel", s->customization_level,
+                                 "modifiedon", time_json(s->modified_on), "sdkmessageid", nav_json("name", s->message),
+                                 "sdkmessagefilterid", nav_json("primaryobjecttypecode", s->primary_entity),
+                                 "plugintypeid", nav_json("typename", s->plugin_type));
+        }
+        case ROWS_SESSIONS: {
+                const struct session_row *s = &rows->sessions[i];
+                return json_pack("{s:o,s:o,s:i,s:o,s:o}", "processsessionid", str_json(s->id), "_processid_value",
+                                 str_json(s->process_id), "statuscode", s->statuscode, "error", str_json(s->error),
+                                 "at", time_json(s->at));
+        }
+        case ROWS_TRACES: {
+                const struct trace_row *t = &rows->traces[i];
+                return json_pack("{s:o,s:o,s:o,s:o,s:i,s:o,s:o,s:o}", "plugintracelogid", str_json(t->id),
+                                 "pluginstepid", str_json(t->step_id), "messagename", str_json(t->message),
+                                 "primaryentity", str_json(t->primary_entity), "mode", t->mode, "typename",
+                                 str_json(t->type_name), "exceptiondetails", str_json(t->exception), "createdon",
+                                 time_json(t->at));
+        }
+        default:
+                return json_null();
+        }
+}
+
+static void on_page(struct dv_client *c, struct dv_page *page, void *userdata) {
+        struct run *run = userdata;
+
+        for (size_t i = 0; i < page->rows.n; i++)
+                json_array_append_new(run->rows, row_json(&page->rows, i));
+}
+
 static void print_result(struct run *run, struct dv_client *c, struct dv_result *r) {
         struct plan_query *q = run->query;
         struct driver *d = q->driver;
@@ -143,8 +228,10 @@ static void print_result(struct run *run, struct dv_client *c, struct dv_result 
         json_object_set_new(line, "dv_code", r->dv_code ? json_string(r->dv_code) : json_null());
         json_object_set_new(line, "requests", json_integer(r->requests));
         json_object_set_new(line, "token_requests", json_integer(dv_client_token_requests(c)));
-        json_object_set_new(line, "n_rows", json_integer(r->rows ? (json_int_t) json_array_size(r->rows) : -1));
-        json_object_set(line, "rows", r->rows ? r->rows : json_null());
+        json_object_set_new(line, "pages", json_integer(r->pages));
+        json_object_set_new(line, "n_rows", json_integer(r->error < 0 ? -1 : (json_int_t) (r->rows + r->skipped.n)));
+        json_object_set_new(line, "skipped", json_integer((json_int_t) r->skipped.n));
+        json_object_set(line, "rows", r->error < 0 ? json_null() : run->rows);
         json_object_set_new(line, "server_date", json_integer(r->server_date));
         json_object_set_new(line, "local_date", json_integer(r->local_date));
         s = json_dumps(line, JSON_COMPACT);
@@ -163,6 +250,7 @@ static void run_free(struct driver *d, struct run *run) {
                 d->runs = run->next;
         if (run->next)
                 run->next->prev = run->prev;
+        json_decref(run->rows);
         free(run);
 }
 
@@ -198,11 +286,12 @@ static void start_cb(struct ev_loop *loop, struct ev_timer *w, int revents) {
         d->runs = run;
         run->index = q->started++;
         run->started = now();
+        run->rows = json_array();
         if (q->started < q->repeat) {
                 ev_timer_set(&q->timer, q->every, 0.);
                 ev_timer_start(loop, &q->timer);
         }
-        r = dv_query(q->env->client, q->kind, &q->args, on_done, run);
+        r = dv_query(q->env->client, q->kind, &q->args, on_page, on_done, run);
         if (r < 0) {
                 struct dv_result fake = { .error = r, .message = (char *) "dv_query() refused the arguments" };
                 print_result(run, q->env->client, &fake);
@@ -350,15 +439,15 @@ int main(int argc, char **argv) {
         }
         for (size_t i = 0; i < d.n_envs; i++) {
                 dv_client_free(d.envs[i].client);
-                free(d.envs[i].cfg.name);
-                free(d.envs[i].cfg.url);
-                free(d.envs[i].cfg.token_url);
-                free(d.envs[i].cfg.tenant);
-                free(d.envs[i].cfg.authority);
-                free(d.envs[i].cfg.scope);
-                free(d.envs[i].cfg.client_id);
-                free(d.envs[i].cfg.client_secret);
-                free(d.envs[i].cfg.ca_file);
+                free((char *) d.envs[i].cfg.name);
+                free((char *) d.envs[i].cfg.url);
+                free((char *) d.envs[i].cfg.token_url);
+                free((char *) d.envs[i].cfg.tenant);
+                free((char *) d.envs[i].cfg.authority);
+                free((char *) d.envs[i].cfg.scope);
+                free((char *) d.envs[i].cfg.client_id);
+                free((char *) d.envs[i].cfg.client_secret);
+                free((char *) d.envs[i].cfg.ca_file);
         }
         while (d.runs)
                 run_free(&d, d.runs);

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The journal catalog compiles with journalctl and explains the three
-MESSAGE_IDs of daemon/message-ids.h, with the headers journalctl shows.
+MESSAGE_IDs of daemon/output/message-ids.h, with the headers journalctl shows.
 
     test-catalog.py CATALOG MESSAGE_IDS_H
 """

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The outputs against a real systemd-journald (private mount namespace, see
-journald_ns.py): emit-sample sends the sample records of tests/unit/samples.c
+tests/lib/s3test/journald.py): emit-sample sends the sample records of tests/unit/samples.c
 through output_new(OUTPUT_JOURNAL) or output_new(OUTPUT_SYSLOG) and this
 reads them back with journalctl -o json, checking every field of DESIGN.md
 §3, hostile values, MESSAGE_ID filtering and the catalog explanations.
@@ -15,12 +15,11 @@ import os
 import re
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import journald_ns  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from s3test import journald  # noqa: E402
+from s3test.records import MESSAGE_ID  # noqa: E402
 
-FINDING_ID = "2a7beaec32d5419a8a023b1bbb1313dc"
-RESOLVED_ID = "02dd0e4d610d4d88818a71f0bd6ee892"
-ERROR_ID = "3996abb830b24ce4bd9179806656ce8c"
+FINDING_ID, RESOLVED_ID, ERROR_ID = (MESSAGE_ID[k] for k in ("finding", "resolved", "error"))
 
 ALERT_ID = "7e1b6b0a-3c1f-4d5e-9a2b-0c4d5e6f7a81"
 MAILBOX_ID = "0f9e8d7c-6b5a-4948-3726-15a4b3c2d1e0"
@@ -82,15 +81,15 @@ def one_line(text, what):
 
 
 def common(e, priority, message_id, what):
-    eq(journald_ns.value(e, "SYSLOG_IDENTIFIER"), b"s3mond", f"{what} SYSLOG_IDENTIFIER")
-    eq(journald_ns.value(e, "PRIORITY"), str(priority).encode(), f"{what} PRIORITY")
+    eq(journald.value(e, "SYSLOG_IDENTIFIER"), b"s3mond", f"{what} SYSLOG_IDENTIFIER")
+    eq(journald.value(e, "PRIORITY"), str(priority).encode(), f"{what} PRIORITY")
     if message_id:
-        eq(journald_ns.value(e, "MESSAGE_ID"), message_id.encode(), f"{what} MESSAGE_ID")
+        eq(journald.value(e, "MESSAGE_ID"), message_id.encode(), f"{what} MESSAGE_ID")
 
 
 def fields(e, want, what):
     for name, v in want.items():
-        got = journald_ns.values(e, name)
+        got = journald.values(e, name)
         if v is None:
             eq(got, [], f"{what} {name} absent")
         elif isinstance(v, list):
@@ -129,7 +128,7 @@ def check_native(read, golden):
                         "workflow jobs that encountered errors'"],
     }, "full")
     # S3MOND_JSON is the JSON form, byte for byte the golden file.
-    eq(journald_ns.value(full, "S3MOND_JSON") + b"\n", golden, "full S3MOND_JSON")
+    eq(journald.value(full, "S3MOND_JSON") + b"\n", golden, "full S3MOND_JSON")
 
     # Sent once: a plain string.
     common(suspected, 4, FINDING_ID, "suspected")
@@ -170,7 +169,7 @@ def check_native(read, golden):
     check(ELLIPSIS + '" (failed session 09:59:57Z)' in message, "long name cut and marked")
     check('mailbox "Sup\\"port\\n\\ttab\\x01\\x1B[31mred\\\\ \ufffd\ufffd bad=1 \\u0085 \\u2028 end"'
           in message, f"hostile mailbox escaped in MESSAGE: {message[:200]!r}")
-    j = json.loads(journald_ns.value(hostile, "S3MOND_JSON"))
+    j = json.loads(journald.value(hostile, "S3MOND_JSON"))
     eq(j["mailbox"]["name"], sanitized(HOSTILE_MAILBOX), "JSON mailbox name")
     eq(j["mailbox"]["email"], sanitized(HOSTILE_EMAIL), "JSON email")
     eq(j["culprits"][0]["name"], sanitized(LONG_NAME), "JSON long name whole")
@@ -191,7 +190,7 @@ def check_native(read, golden):
         "S3MOND_LAST_ALERT_AT": "2026-11-25T09:59:58Z",
         "S3MOND_RESOLVED_AT": "2026-11-25T11:00:03Z",
     }, "resolved")
-    eq(json.loads(journald_ns.value(resolved, "S3MOND_JSON"))["type"], "resolved", "resolved JSON")
+    eq(json.loads(journald.value(resolved, "S3MOND_JSON"))["type"], "resolved", "resolved JSON")
 
     common(failing, 3, ERROR_ID, "failing")
     fields(failing, {
@@ -208,7 +207,7 @@ def check_native(read, golden):
                        "S3MOND_FAILURES": "7"}, "recovered")
 
     # `journalctl MESSAGE_ID=<finding>` lists every finding and only them.
-    ids = [journald_ns.value(e, "S3MOND_FINDING_ID")
+    ids = [journald.value(e, "S3MOND_FINDING_ID")
            for e in read(f"MESSAGE_ID={FINDING_ID}", count=4)]
     eq(ids, [f"prod/tracelog/{a}".encode() for a in (ALERT_ID, SUSPECTED_ALERT, MAILBOX_ID, HOSTILE_ALERT)],
        "MESSAGE_ID filter")
@@ -223,12 +222,12 @@ def check_catalog(catalog, entries):
     by_id = dict(zip(sections[::2], sections[1::2]))
     eq(sorted(by_id), sorted([FINDING_ID, RESOLVED_ID, ERROR_ID]), "catalog IDs")
     for mid, text in by_id.items():
-        sent = [e for e in entries if journald_ns.value(e, "MESSAGE_ID") == mid.encode()]
+        sent = [e for e in entries if journald.value(e, "MESSAGE_ID") == mid.encode()]
         check(sent, f"entries for {mid}")
         for name in set(re.findall(r"\bS3MOND_[A-Z_]+", text)):
             check(any(name in e for e in sent), f"catalog {mid} names {name}, never sent")
         subject = re.search(r"^Subject: (.*)$", text, flags=re.M).group(1)
-        shown = journald_ns.journalctl("-x", f"MESSAGE_ID={mid}", "-n", "1").decode()
+        shown = journald.journalctl("-x", f"MESSAGE_ID={mid}", "-n", "1").decode()
         check(f"Subject: {subject}" in shown, f"journalctl -x for {mid}: {shown[:400]!r}")
         check("Defined-By: s3mond" in shown, f"journalctl -x Defined-By for {mid}")
         # Nothing left unsubstituted.
@@ -347,26 +346,26 @@ def check_syslog(read, facility):
 
 def main():
     transport, driver, catalog, golden_path = sys.argv[1:5]
-    journald_ns.reexec_in_namespace()
+    journald.reexec_in_namespace()
     with open(golden_path, "rb") as f:
         golden = f.read()
 
-    with journald_ns.journald(dev_log=(transport == "syslog"), catalog=catalog) as read:
+    with journald.journald(dev_log=(transport == "syslog"), catalog=catalog) as read:
         if transport == "native":
-            journald_ns.run([driver, "journal"])
+            journald.run([driver, "journal"])
             entries = check_native(read, golden)
             check_catalog(catalog, entries)
             # Without journald's socket the journal output says so rather
             # than losing records (sd_journal_sendv() alone returns 0).
-            with journald_ns.hidden("/run/systemd/journal"):
-                out = journald_ns.run([driver, "journal"], check=False)
+            with journald.hidden("/run/systemd/journal"):
+                out = journald.run([driver, "journal"], check=False)
             eq(out.returncode, 1, "emit-sample journal without journald")
             check(b"output_new: No such file or directory" in out.stderr, f"{out.stderr!r}")
             eq(len(read("SYSLOG_IDENTIFIER=s3mond")), 7, "nothing more arrived")
         else:
-            journald_ns.run([driver, "syslog"])
+            journald.run([driver, "syslog"])
             check_syslog(read, 3)         # LOG_DAEMON
-            journald_ns.run([driver, "syslog", "local3"])
+            journald.run([driver, "syslog", "local3"])
             check_syslog(read, 19)         # LOG_LOCAL3
             # Nothing arrived through the native protocol.
             eq(read("SYSLOG_IDENTIFIER=s3mond", "_TRANSPORT=journal"), [], "no native entries")

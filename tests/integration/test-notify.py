@@ -8,56 +8,35 @@ usage: test-notify.py NOTIFY-DRIVER
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 
-GUARD = 60  # seconds before giving up on a datagram: a hang guard, not a measurement
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import s3test as h  # noqa: E402
 
 
 class Run:
+    """The driver with NOTIFY_SOCKET pointing at a NotifySocket of ours."""
+
     def __init__(self, driver, env_extra, wrap_pid=False):
-        self.tmp = tempfile.TemporaryDirectory(prefix="s3mond-notify-")
-        path = os.path.join(self.tmp.name, "notify")
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(path)
-        self.sock.settimeout(GUARD)
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
-        env["NOTIFY_SOCKET"] = path
-        env.update(env_extra)
+        self.wd = h.Workdir(prefix="s3mond-notify-")
+        self.notify = h.NotifySocket(self.wd)
+        env = h.clean_environ(dict(env_extra, NOTIFY_SOCKET=self.notify.path))
         if wrap_pid:  # WATCHDOG_PID = the driver's own pid: sh execs it in place
             argv = ["sh", "-c", 'WATCHDOG_PID=$$; export WATCHDOG_PID; exec "$0"', driver]
         else:
             argv = [driver]
         self.proc = subprocess.Popen(argv, env=env)
-        self.messages = []
-
-    def next(self):
-        data = self.sock.recv(4096).decode()
-        self.messages.append(data)
-        return data
 
     def until(self, pred, what):
-        while True:
-            try:
-                m = self.next()
-            except socket.timeout:
-                raise AssertionError(f"no {what} (got {self.messages!r})")
-            if pred(m):
-                return m
+        return self.notify.until(pred, what=what)
 
     def close(self):
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        self.sock.close()
-        self.tmp.cleanup()
-
-
-def fields(m):
-    return dict(line.split("=", 1) for line in m.split("\n") if line)
+        self.notify.close()
+        self.wd.cleanup()
 
 
 def scenario(driver, env, wrap_pid, expect_watchdog):
@@ -73,7 +52,7 @@ def scenario(driver, env, wrap_pid, expect_watchdog):
 
         r.proc.send_signal(signal.SIGHUP)
         reloading = r.until(lambda m: m.startswith("RELOADING=1"), "RELOADING=1")
-        f = fields(reloading)
+        f = h.fields(reloading)
         assert re.fullmatch(r"[0-9]+", f.get("MONOTONIC_USEC", "")), reloading
         r.until(lambda m: m == "READY=1", "READY=1 after the reload")
         if expect_watchdog:  # the loop still turns after the reload
@@ -81,26 +60,21 @@ def scenario(driver, env, wrap_pid, expect_watchdog):
 
         r.proc.send_signal(signal.SIGTERM)
         r.until(lambda m: m == "STOPPING=1", "STOPPING=1")
-        rc = r.proc.wait(timeout=GUARD)
+        rc = r.proc.wait(timeout=h.GUARD)
         assert rc == 0, f"driver exited {rc}"
-        r.sock.settimeout(0)
-        try:
-            while True:
-                r.next()
-        except (BlockingIOError, socket.timeout):
-            pass
+        messages = r.notify.drain()
 
         # the whole sequence, watchdog pings aside, in order
         seq = [m.split("\n")[0] if m.startswith("RELOADING=1") else m
-               for m in r.messages if m != "WATCHDOG=1"]
+               for m in messages if m != "WATCHDOG=1"]
         seq = [re.sub(r"^STATUS=.*", "STATUS=", m) for m in seq]
         assert seq == ["READY=1", "STATUS=", "RELOADING=1", "STATUS=", "READY=1", "STOPPING=1"], seq
-        pings = r.messages.count("WATCHDOG=1")
+        pings = messages.count("WATCHDOG=1")
         if expect_watchdog:
-            assert pings >= 3, r.messages
-            assert r.messages.index("WATCHDOG=1") > r.messages.index("READY=1")
+            assert pings >= 3, messages
+            assert messages.index("WATCHDOG=1") > messages.index("READY=1")
         else:
-            assert pings == 0, r.messages
+            assert pings == 0, messages
         return pings
     finally:
         r.close()
@@ -108,7 +82,6 @@ def scenario(driver, env, wrap_pid, expect_watchdog):
 
 def main():
     driver = os.path.abspath(sys.argv[1])
-    results = []
     cases = [
         ("watchdog, WATCHDOG_PID unset", {"WATCHDOG_USEC": "200000"}, False, True),
         ("watchdog, WATCHDOG_PID = the driver", {"WATCHDOG_USEC": "200000"}, True, True),

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Integration tests of the Dataverse client (daemon/dataverse.c, auth.c, http.c)
+"""Integration tests of the Dataverse client (daemon/dataverse/client.c, auth.c, http.c)
 against tests/dvsim over loopback, through the test driver tests/integration/dvclient.
 
 Every assertion is on what the simulator saw (request counts, order, status and
@@ -20,10 +20,11 @@ import tempfile
 import threading
 import time
 import unittest
-import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import s3test as h  # noqa: E402
 
 DVCLIENT = os.environ.get("DVCLIENT", "build/tests/integration/dvclient")
-DVSIM = os.environ.get("DVSIM", os.path.join(os.path.dirname(__file__), "..", "dvsim", "dvsim.py"))
 
 CLIENT_ID = "11111111-1111-1111-1111-111111111111"
 SECRET = {"a": "secret-A-&%+ '#\u00e9", "b": "secret-B"}
@@ -119,46 +120,19 @@ def scenario():
                      "mailboxes": [dict(mailbox)], "tracelogs": b_tl}}]}
 
 
-class Sim:
-    """dvsim in a subprocess on a free loopback port."""
+class Sim(h.Sim):
+    """The simulator for the client's tests: its statistics read once they
+    settle, and each environment as dvclient's plan names it."""
 
     def __init__(self, scenario_doc):
-        self.dir = tempfile.mkdtemp(prefix="s3mond-client-")
-        path = os.path.join(self.dir, "scenario.json")
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(scenario_doc, f)
-        port_file = os.path.join(self.dir, "port")
+        self.wd = h.Workdir(prefix="s3mond-client-")
         # its stderr (tracebacks of connections the client dropped) stays out of the test log
-        self.err = open(os.path.join(self.dir, "dvsim.err"), "w")
-        self.proc = subprocess.Popen([sys.executable, DVSIM, "--scenario", path, "--port", "0",
-                                      "--port-file", port_file, "--quiet"], stderr=self.err)
-        for _ in range(200):
-            if os.path.exists(port_file):
-                break
-            if self.proc.poll() is not None:
-                raise RuntimeError("dvsim exited with %d" % self.proc.returncode)
-            time.sleep(0.05)
-        else:
-            raise RuntimeError("dvsim did not start")
-        with open(port_file) as f:
-            self.port = int(f.read())
-        self.base = "http://127.0.0.1:%d" % self.port
-
-    def admin(self, method, path, body=None):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base + "/_admin/" + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as r:
-            raw = r.read()
-        return json.loads(raw) if raw else None
+        super().__init__(scenario_doc, self.wd)
 
     def reset(self):
-        self.admin("DELETE", "faults")
-        self.admin("POST", "stats/reset", {})
-        self.admin("POST", "tokens/revoke", {})
-
-    def fault(self, **f):
-        self.admin("POST", "faults", f)
+        self.clear_faults()
+        self.reset_stats()
+        self.revoke_tokens()
 
     def stats(self):
         """The statistics once they stop moving: the simulator records a
@@ -166,7 +140,7 @@ class Sim:
         last answer the last record may still be on its way."""
         last = None
         for _ in range(50):
-            now = self.admin("GET", "stats")["environments"]
+            now = super().stats()
             if now == last:
                 break
             last = now
@@ -175,8 +149,7 @@ class Sim:
 
     def log(self, env, what):
         """The simulator's log of one env's entity set (or "token"), by request time."""
-        s = self.stats().get(env, {}).get("sets", {}).get(what, {"log": []})
-        return sorted(s["log"], key=lambda e: e["t"])
+        return sorted(super().log(env, what), key=lambda e: e["t"])
 
     def settled_log(self, env, what, n):
         """The log once it holds n entries: a request is logged when the
@@ -189,28 +162,17 @@ class Sim:
             time.sleep(0.1)
         return log
 
-    def requests(self, env, what):
-        return self.stats().get(env, {}).get("sets", {}).get(what, {}).get("requests", 0)
-
     def env(self, name, **overrides):
-        e = {"name": name, "url": "%s/%s" % (self.base, name),
-             "token_url": "%s/%s/oauth2/v2.0/token" % (self.base, TENANT[name]),
+        e = {"name": name, "url": self.env_url(name), "token_url": self.token_url(TENANT[name]),
              "client_id": CLIENT_ID, "client_secret": SECRET[name]}
+        if self.ca_file:
+            e["ca_file"] = self.ca_file
         e.update(overrides)
         return e
 
     def close(self):
-        try:
-            self.admin("POST", "shutdown", {})
-        except OSError:
-            pass
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.err.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self.stop()
+        self.wd.cleanup()
 
 
 FAST = {"initial_backoff_sec": 0.05, "max_backoff_sec": 0.2, "retry_budget_sec": 5,
@@ -239,7 +201,7 @@ def ids(result, key):
     return [row[key] for row in result["rows"]]
 
 
-@unittest.skipUnless(os.path.exists(DVSIM), "the simulator (%s) is not there yet" % DVSIM)
+@unittest.skipUnless(os.path.exists(h.DVSIM), "the simulator (%s) is not there yet" % h.DVSIM)
 class ClientTest(unittest.TestCase):
     sim = None
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Crashes lose no finding and duplicate at most the one in flight (DESIGN.md
-§2, §7; daemon/state.h "Durability").
+§2, §7; daemon/store/state.h "Durability").
 
 - CrashPoints: S3MOND_TEST_CRASH_AT kills the daemon at a chosen point of the
   emit/note/save sequence; a restart must complete the set of findings, with
@@ -22,8 +22,8 @@ import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import s3harness as h  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import s3test as h  # noqa: E402
 
 REALISTIC = h.fixture("realistic")
 REALISTIC_KEYS = {("finding", f"prod/{e['source']}/{e['alert']}") for e in REALISTIC["expected"]}
@@ -33,7 +33,7 @@ class CrashPoints(unittest.TestCase):
     """One crash at a deterministic point, then a clean run."""
 
     def run_point(self, point, expect_duplicates):
-        with h.Workdir() as wd, h.Dvsim(REALISTIC, wd) as sim:
+        with h.Workdir() as wd, h.Sim(REALISTIC, wd) as sim:
             cfg = h.Config(wd, sim, interval="1s")
             log = h.OutputLog(wd.join("out.json"))
             d = h.Daemon(cfg, stdout_path=log.path, env={"S3MOND_TEST_CRASH_AT": point})
@@ -49,7 +49,7 @@ class CrashPoints(unittest.TestCase):
                 # three full cycles after the restart: what was lost would be back by then
                 for i in range(3):
                     d.notify.until(lambda m: m.startswith("STATUS="), what=f"cycle {i} after the restart")
-                rc, _ = d.stop()
+                rc = d.stop()
                 self.assertEqual(rc, 0, d.stderr())
                 self.assertNotIn("corrupt", d.stderr())
             finally:
@@ -195,7 +195,7 @@ class KillNine(unittest.TestCase):
         rng = random.Random(seed)
         print(f"\n  seed {seed} (S3MOND_KILL_SEED), {restarts} restarts", file=sys.stderr)
         scenario = chaos_scenario(8)
-        with h.Workdir() as wd, h.Dvsim(scenario, wd) as sim:
+        with h.Workdir() as wd, h.Sim(scenario, wd) as sim:
             cfg = h.Config(wd, sim, interval="1s", resolve_after="2s", config_refresh="1h",
                            lookback="1h")
             model = Model(sim, rng, scenario["environments"][0]["tables"]["mailboxes"])
@@ -230,7 +230,7 @@ class KillNine(unittest.TestCase):
                     pass        # check_exactly_once says what is missing
                 for i in range(4):  # > resolve_after: no further record may come
                     d.notify.until(lambda m: m.startswith("STATUS="), what="a quiet cycle")
-                rc, _ = d.stop()
+                rc = d.stop()
                 self.assertEqual(rc, 0, d.stderr())
             finally:
                 d.close()

@@ -13,8 +13,8 @@ import time
 import unittest
 import urllib.parse
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import s3harness as h  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import s3test as h  # noqa: E402
 
 REALISTIC = h.fixture("realistic")
 N_EXPECTED = len(REALISTIC["expected"])
@@ -28,7 +28,7 @@ class Base(unittest.TestCase):
     def setUp(self):
         self.wd = h.Workdir()
         self.addCleanup(self.wd.cleanup)
-        self.sim = h.Dvsim(h.with_environments(REALISTIC, self.envs), self.wd)
+        self.sim = h.Sim(h.with_environments(REALISTIC, self.envs), self.wd)
         self.addCleanup(self.sim.stop)
         settings = dict({"interval": "1s"}, **self.settings)
         if settings.get("metrics_file") == "METRICS":
@@ -40,7 +40,7 @@ class Base(unittest.TestCase):
                            what="the initial findings")
 
     def stop(self):
-        rc, _ = self.d.stop()
+        rc = self.d.stop()
         self.assertEqual(rc, 0, self.d.stderr())
 
     def polls(self, env, n):

@@ -11,8 +11,8 @@ import subprocess
 import sys
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import s3harness as h  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import s3test as h  # noqa: E402
 
 DEMO = os.path.join(h.SRC, "tests", "demo", "demo.sh")
 ALERT = "b9000000-0000-4000-8000-0000000000d0"

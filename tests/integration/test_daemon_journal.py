@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The real daemon into a real systemd-journald (private mount namespace,
-journald_ns.py), DESIGN.md §3:
+s3test.journald), DESIGN.md §3:
 
 - output = journal: realistic.json's findings arrive once each; a new alert
   inserted while the daemon runs (interval 2 s) is in the journal within
@@ -24,9 +24,9 @@ import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import journald_ns  # noqa: E402
-import s3harness as h  # noqa: E402
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+import s3test as h  # noqa: E402
+from s3test import journald  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("test_journal", os.path.join(HERE, "test-journal.py"))
 test_journal = importlib.util.module_from_spec(_spec)
@@ -60,9 +60,9 @@ class Journal(unittest.TestCase):
     def setUp(self):
         stack = contextlib.ExitStack()
         self.addCleanup(stack.close)
-        self.read = stack.enter_context(journald_ns.journald(dev_log=(self.output == "syslog")))
+        self.read = stack.enter_context(journald.journald(dev_log=(self.output == "syslog")))
         self.wd = stack.enter_context(h.Workdir())
-        self.sim = stack.enter_context(h.Dvsim(REALISTIC, self.wd))
+        self.sim = stack.enter_context(h.Sim(REALISTIC, self.wd))
         self.cfg = h.Config(self.wd, self.sim, interval=f"{INTERVAL}s")
         self.d = stack.enter_context(h.Daemon(self.cfg, output=self.output, notify=True))
 
@@ -85,7 +85,7 @@ class Journal(unittest.TestCase):
             names = ["MESSAGE", "PRIORITY", "MESSAGE_ID", "SYSLOG_IDENTIFIER", "S3MOND_ENVIRONMENT",
                      "S3MOND_FINDING_ID", "S3MOND_MAILBOX_ID", "S3MOND_MAILBOX_NAME",
                      "S3MOND_ALERT_ID", "S3MOND_ERROR_CODE", "S3MOND_VERDICT", "S3MOND_CULPRIT"]
-            return {n: [s(v) for v in journald_ns.values(e, n)] for n in names}
+            return {n: [s(v) for v in journald.values(e, n)] for n in names}
         text, pairs, truncated = test_journal.split_line(e["MESSAGE"])
         self.assertFalse(truncated)
         v = {"MESSAGE": [text], "PRIORITY": [e["PRIORITY"]], "SYSLOG_IDENTIFIER": [e["SYSLOG_IDENTIFIER"]],
@@ -176,7 +176,7 @@ class Journal(unittest.TestCase):
             self.assertEqual(v["S3MOND_MAILBOX_NAME"], ["Returns"])
             self.assertIsInstance(new[0]["S3MOND_CULPRIT"], list, "sent once per culprit")
             # the whole finding rides along as JSON, culprits in their order
-            j = json.loads(journald_ns.value(new[0], "S3MOND_JSON"))
+            j = json.loads(journald.value(new[0], "S3MOND_JSON"))
             self.assertEqual(j["id"], f"prod/tracelog/{aid}")
             self.assertEqual(h.culprit_ids(j), [c.split(":")[1] for c in CULPRITS])
         msg = v["MESSAGE"][0]
@@ -193,13 +193,13 @@ class Journal(unittest.TestCase):
         self.assertEqual(len(ids), len(EXPECTED) + 1, ids)
         self.assertEqual(len(set(ids)), len(ids), ids)
         if self.output == "journal":
-            listed = journald_ns.journalctl(f"MESSAGE_ID={FINDING}", "-o", "cat").decode().splitlines()
+            listed = journald.journalctl(f"MESSAGE_ID={FINDING}", "-o", "cat").decode().splitlines()
             self.assertEqual(len(listed), len(EXPECTED) + 1, listed)
             self.assertEqual(sorted(listed), sorted(v["MESSAGE"][0] for v in views))
         else:
             self.assertEqual(self.read("SYSLOG_IDENTIFIER=s3mond", "_TRANSPORT=journal"), [],
                              "nothing through the native protocol")
-        rc, _ = self.d.stop(signal.SIGTERM)
+        rc = self.d.stop(signal.SIGTERM)
         self.assertEqual(rc, 0, self.d.stderr())
 
 
@@ -209,7 +209,7 @@ class Journal(unittest.TestCase):
         if self.output != "journal":
             self.skipTest("syslog(3) cannot tell a lost line")
         self.findings(count=len(EXPECTED), timeout=h.GUARD)
-        with journald_ns.hidden("/run/systemd/journal"):
+        with journald.hidden("/run/systemd/journal"):
             mb = h.mailbox_row("Returns")
             self.sim.insert("prod", "mailboxes", mb)
             alert = h.alert_row(mb["mailboxid"], "Returns")
@@ -221,10 +221,10 @@ class Journal(unittest.TestCase):
             self.d.notify.until(lambda m: m.startswith("STATUS="), what=f"cycle {i} after the outage")
         new = self.entries(f"S3MOND_ALERT_ID={alert['tracelogid']}")
         self.assertEqual(len(new), 1)
-        ids = [journald_ns.value(e, "S3MOND_FINDING_ID") for e in self.findings()]
+        ids = [journald.value(e, "S3MOND_FINDING_ID") for e in self.findings()]
         self.assertEqual(len(ids), len(EXPECTED) + 1)
         self.assertEqual(len(set(ids)), len(ids))
-        rc, _ = self.d.stop(signal.SIGTERM)
+        rc = self.d.stop(signal.SIGTERM)
         self.assertEqual(rc, 0, self.d.stderr())
 
 
@@ -233,5 +233,5 @@ class Syslog(Journal):
 
 
 if __name__ == "__main__":
-    journald_ns.reexec_in_namespace()
+    journald.reexec_in_namespace()
     unittest.main(verbosity=2)

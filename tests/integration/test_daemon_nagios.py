@@ -15,7 +15,6 @@ directory; Nagios runs in the foreground as a child and is stopped at the end.""
 import grp
 import os
 import pwd
-import re
 import shutil
 import signal
 import subprocess
@@ -23,8 +22,8 @@ import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import s3harness as h  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import s3test as h  # noqa: E402
 
 NAGIOS = shutil.which("nagios4") or ("/usr/sbin/nagios4" if os.access("/usr/sbin/nagios4", os.X_OK) else None)
 REALISTIC = h.fixture("realistic")
@@ -150,7 +149,7 @@ class Nagios(unittest.TestCase):
             h.skip("nagios4 is not installed (Debian package nagios4-core)")
         self.wd = h.Workdir(prefix="s3mond-nagios-")
         self.addCleanup(self.wd.cleanup)
-        self.sim = h.Dvsim(REALISTIC, self.wd)
+        self.sim = h.Sim(REALISTIC, self.wd)
         self.addCleanup(self.sim.stop)
         self.cfg = h.Config(self.wd, self.sim)
 

@@ -10,8 +10,8 @@ import re
 import sys
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import s3harness as h  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import s3test as h  # noqa: E402
 
 REALISTIC = h.fixture("realistic")
 SUMMARY_RE = re.compile(
@@ -34,7 +34,7 @@ class Realistic(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.wd = h.Workdir()
-        cls.sim = h.Dvsim(REALISTIC, cls.wd)
+        cls.sim = h.Sim(REALISTIC, cls.wd)
         cls.cfg = h.Config(cls.wd, cls.sim)
 
     @classmethod
@@ -126,7 +126,7 @@ class ExitCodes(unittest.TestCase):
         self.addCleanup(self.wd.cleanup)
 
     def sim(self, scenario=REALISTIC):
-        s = h.Dvsim(scenario, self.wd)
+        s = h.Sim(scenario, self.wd)
         self.addCleanup(s.stop)
         return s
 

@@ -5,7 +5,6 @@ MONOTONIC_USEC, STOPPING=1), SIGHUP with a good and a bad file, SIGTERM and
 SIGINT stopping with exit 0 and state saved within 2 s, idle and with a
 request stalled in flight."""
 
-import json
 import os
 import re
 import signal
@@ -13,8 +12,8 @@ import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import s3harness as h  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import s3test as h  # noqa: E402
 
 REALISTIC = h.fixture("realistic")
 N_EXPECTED = len(REALISTIC["expected"])
@@ -32,7 +31,7 @@ class Base(unittest.TestCase):
     def setUp(self):
         self.wd = h.Workdir()
         self.addCleanup(self.wd.cleanup)
-        self.sim = h.Dvsim(self.scenario, self.wd)
+        self.sim = h.Sim(self.scenario, self.wd)
         self.addCleanup(self.sim.stop)
         self.cfg = h.Config(self.wd, self.sim, **self.settings)
 
@@ -69,7 +68,7 @@ class Notify(Base):
         n.until(is_status, what="STATUS= after the reload")
         n.until(lambda m: m == "WATCHDOG=1", what="WATCHDOG=1 after the reload")
 
-        rc, took = d.stop(signal.SIGTERM)
+        rc = d.stop(signal.SIGTERM)
         self.assertEqual(rc, 0, d.stderr())
         msgs = n.drain()
         self.assertIn("STOPPING=1", msgs)
@@ -84,7 +83,7 @@ class Notify(Base):
         d.notify.until(lambda m: m == "READY=1")
         for i in range(2):
             d.notify.until(is_status, what=f"STATUS= #{i}")
-        rc, _ = d.stop()
+        rc = d.stop()
         self.assertEqual(rc, 0)
         self.assertNotIn("WATCHDOG=1", d.notify.drain())
 
@@ -125,7 +124,7 @@ class Reload(Base):
         self.assertGreaterEqual(polls, 1)
         self.assertEqual(len(d.findings(lambda f: f["environment"] == "prod")), N_EXPECTED)
         self.assertIn("configuration reloaded", d.stderr())
-        rc, _ = d.stop()
+        rc = d.stop()
         self.assertEqual(rc, 0, d.stderr())
 
     def test_bad_file_keeps_old_configuration(self):
@@ -155,7 +154,7 @@ class Reload(Base):
         self.cfg.write_text(good)
         d.send_signal(signal.SIGHUP)
         h.wait_until(lambda: "configuration reloaded" in d.stderr(), what="the good reload")
-        rc, _ = d.stop()
+        rc = d.stop()
         self.assertEqual(rc, 0, d.stderr())
 
 
@@ -194,7 +193,7 @@ class ReloadEnvironments(Base):
         self.assertEqual(len(keys), 2 * N_EXPECTED + 1, keys)
         self.assertEqual([r for r in d.records if r["type"] == "error"], [])
         self.assertGreater(self.sim.requests("prod", "token"), tokens, "a token with the new secret")
-        rc, _ = d.stop()
+        rc = d.stop()
         self.assertEqual(rc, 0, d.stderr())
 
     def test_dropped_environment_stops_and_comes_back(self):
@@ -222,7 +221,7 @@ class ReloadEnvironments(Base):
         keys = [h.record_key(r) for r in d.records]
         self.assertEqual(len(keys), len(set(keys)), keys)
         self.assertEqual(len(keys), 2 * N_EXPECTED)
-        rc, _ = d.stop()
+        rc = d.stop()
         self.assertEqual(rc, 0, d.stderr())
 
 
@@ -230,7 +229,8 @@ class Stop(Base):
     settings = {"interval": "1s"}
 
     def check_stop(self, d, sig):
-        rc, took = d.stop(sig)
+        rc = d.stop(sig)
+        took = d.stop_seconds
         print(f"  {signal.Signals(sig).name}: exit {rc} after {took:.3f}s", file=sys.stderr)
         self.assertEqual(rc, 0, d.stderr())
         self.assertIn("STOPPING=1", d.notify.drain())
@@ -247,7 +247,7 @@ class Stop(Base):
         d.notify.until(lambda m: m == "READY=1")
         d.notify.until(is_status, what="a cycle after the restart")
         d.notify.until(is_status, what="a second cycle after the restart")
-        rc, _ = d.stop()
+        rc = d.stop()
         self.assertEqual(rc, 0)
         self.assertEqual(d.records, [])
 
@@ -269,7 +269,7 @@ class Stop(Base):
         self.first_cycle(d)
         fid = self.sim.fault(target="prod/tracelogs", kind="stall", seconds=30, duration=120)
         h.wait_until(lambda: any(f.get("id") == fid and f.get("hits", 0) >= 1
-                                 for f in self.sim.admin("GET", "/_admin/faults")["faults"]),
+                                 for f in self.sim.faults()),
                      what="a stalled tracelogs request")
         time.sleep(0.2)     # the request is in flight, its answer 30 s away
         self.check_stop(d, sig)

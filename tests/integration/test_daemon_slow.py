@@ -10,8 +10,8 @@ import os
 import sys
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import s3harness as h  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import s3test as h  # noqa: E402
 
 REALISTIC = h.fixture("realistic")
 DEADLINE = 50
@@ -19,7 +19,7 @@ DEADLINE = 50
 
 class OnceDeadline(unittest.TestCase):
     def test_slow_environment_is_given_up(self):
-        with h.Workdir() as wd, h.Dvsim(h.with_environments(REALISTIC, ["prod", "slow"]), wd) as sim:
+        with h.Workdir() as wd, h.Sim(h.with_environments(REALISTIC, ["prod", "slow"]), wd) as sim:
             cfg = h.Config(wd, sim)
             for json_mode in (False, True):
                 sim.clear_faults()

@@ -192,7 +192,7 @@ class DistributionLayout(unittest.TestCase):
         self.assertEqual(installed, want)
         if shutil.which("scdoc"):
             self.assertEqual(man, ["/usr/share/man/man5/s3mond.conf.5", "/usr/share/man/man8/s3mond.8"])
-        with open(os.path.join(build, "build-config.h")) as f:
+        with open(os.path.join(build, "daemon", "base", "build-config.h")) as f:
             self.assertIn('#define S3MOND_SYSCONFDIR "/etc"\n', f.read())
         with open(os.path.join(build, "systemd", "s3mond.service")) as f:
             self.assertIn("ExecStart=/usr/sbin/s3mond\n", f.read())

@@ -36,11 +36,9 @@ filter denies) runs the daemon without the seccomp filters; the probe keeps
 them. Without python3-seccomp (Debian's /usr/bin/python3 has it) the filters
 are left out and the test says so.
 """
-import ctypes
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import stat
@@ -53,55 +51,17 @@ import unittest
 
 S3MOND, UNIT, SOURCE = (os.path.abspath(a) for a in sys.argv[1:4])
 NO_SECCOMP_FOR_DAEMON = "--no-seccomp" in sys.argv[4:]
-del sys.argv[1:]
 HERE = os.path.dirname(os.path.abspath(__file__))
 SANDBOX = os.path.join(HERE, "sandbox.py")
-FIXTURE = os.path.join(SOURCE, "tests", "fixtures", "realistic.json")
 SCRATCH = None                  # the scratch tmpfs, made by Sandbox.setUpClass
 UID_BASE = 61184                # systemd's DynamicUser range starts here
-GUARD = 60                      # seconds: a hang guard, not a measurement
-NS_ENV = "S3MOND_SANDBOX_NS"
 
-sys.path.insert(0, os.path.join(SOURCE, "tests", "dvsim"))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+import s3test as h  # noqa: E402
+from s3test import ns  # noqa: E402
+from s3test.proc import status  # noqa: E402
 
-
-def skip(why):
-    print("SKIP: " + why)
-    sys.exit(77)
-
-
-def reexec_in_namespace():
-    """Run this script again in a private mount namespace of its own (the
-    outer namespace's id travels in NS_ENV, so we know we got a new one)."""
-    here = os.readlink("/proc/self/ns/mnt")
-    outer = os.environ.get(NS_ENV)
-    if outer:
-        if outer == here:
-            sys.exit("not in a private mount namespace")
-        return
-    if os.geteuid() != 0:
-        skip("needs root (mount namespace, another uid)")
-    if not shutil.which("unshare") or not shutil.which("systemd-analyze"):
-        skip("needs unshare and systemd-analyze")
-    if subprocess.run(["unshare", "-m", "--propagation", "private", "true"]).returncode != 0:
-        skip("unshare -m does not work here")
-    os.execvpe("unshare", ["unshare", "-m", "--propagation", "private", "--", sys.executable,
-                           os.path.abspath(__file__), S3MOND, UNIT, SOURCE]
-               + (["--no-seccomp"] if NO_SECCOMP_FOR_DAEMON else []), dict(os.environ, **{NS_ENV: here}))
-
-
-def mount_tmpfs(target, mode):
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.mount(b"tmpfs", target.encode(), b"tmpfs", 2 | 4, ("mode=%o" % mode).encode()) != 0:
-        e = ctypes.get_errno()
-        raise OSError(e, "mount tmpfs on %s: %s" % (target, os.strerror(e)))
-
-
-def umount_lazy(target):
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.umount2(target.encode(), 2) != 0:      # MNT_DETACH
-        e = ctypes.get_errno()
-        raise OSError(e, "umount %s: %s" % (target, os.strerror(e)))
+GUARD = h.GUARD                 # seconds: a hang guard, not a measurement
 
 
 def free_id(base):
@@ -144,11 +104,6 @@ def listing(root, skip_dirs=()):
             if p not in skip_dirs:      # those change: their contents are checked apart
                 out[p] += (st.st_size, st.st_mtime_ns)
     return out
-
-
-def status(pid):
-    with open("/proc/%d/status" % pid) as f:
-        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
 
 
 def mounts_of(pid):
@@ -208,9 +163,9 @@ class Sandbox(unittest.TestCase):
         # Our own tmpfs, on a fresh directory: nothing written reaches the
         # host's disk. Not over /tmp: a clone or build tree may live there.
         SCRATCH = tempfile.mkdtemp(prefix="s3mond-sandbox-", dir="/tmp")
-        mount_tmpfs(SCRATCH, 0o755)
+        ns.mount("tmpfs", SCRATCH, "tmpfs", ns.MS_NOSUID | ns.MS_NODEV, "mode=0755")
         cls.addClassCleanup(os.rmdir, SCRATCH)
-        cls.addClassCleanup(umount_lazy, SCRATCH)
+        cls.addClassCleanup(ns.umount, SCRATCH)
         cls.uid = free_id(UID_BASE + 50)
         cls.metrics_gid = free_id(cls.uid + 1)
         cls.python, cls.have_seccomp = seccomp_python()
@@ -264,23 +219,19 @@ class Sandbox(unittest.TestCase):
             print("NOTE: python3-seccomp is missing: no seccomp filter was applied")
 
     def test_2_daemon(self):
-        import dvsim
-
-        with open(FIXTURE) as f:
-            fixture = json.load(f)
+        fixture = h.fixture("realistic")
         env_fx = fixture["environments"][0]
-        sim = dvsim.Simulator()
-        sim.load(fixture, FIXTURE)
-        server = dvsim.start_in_thread(sim)
-        self.addCleanup(server.shutdown)
-        port = sim.port
+        sim = h.InProcSim(fixture)
+        self.addCleanup(sim.kill)
 
+        # Not a s3test.Config: the secret is found by its name in
+        # $CREDENTIALS_DIRECTORY and the state goes to $STATE_DIRECTORY.
         conf = self.etc + "/s3mond.conf"
         with open(conf, "w") as f:
             f.write("[s3mond]\ninterval = 2s\nmetrics_file = %s/s3mond.prom\n\n" % self.metrics)
-            f.write("[environment prod]\nurl = http://127.0.0.1:%d/prod\nauthority = http://127.0.0.1:%d\n"
+            f.write("[environment prod]\nurl = %s\nauthority = %s\n"
                     "tenant = %s\nclient_id = %s\nclient_secret_file = prod.secret\n\n"
-                    % (port, port, env_fx["tenant"], env_fx["client_id"]))
+                    % (sim.env_url("prod"), sim.authority, env_fx["tenant"], env_fx["client_id"]))
             # Another environment of the same file, whose secret this instance lacks.
             f.write("[environment other]\nurl = https://other.crm.dynamics.com\n"
                     "tenant = contoso.onmicrosoft.com\nclient_id = 22222222-2222-2222-2222-222222222222\n"
@@ -442,5 +393,5 @@ class Sandbox(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    reexec_in_namespace()
-    unittest.main(verbosity=2)
+    ns.reexec_in_namespace(needs=("systemd-analyze",))
+    unittest.main(argv=sys.argv[:1], verbosity=2)

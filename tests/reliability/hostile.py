@@ -20,8 +20,12 @@ which s3mond must skip without ever putting it in a query or a raw log line.
 """
 
 import copy
+import os
+import sys
+import time
 
-import rlib
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import s3test as h  # noqa: E402
 
 INJ = "x' or 1 eq 1 or name eq 'y"
 NUL_MB = "a7000000-0000-4000-8000-000000000007"
@@ -34,31 +38,31 @@ BAD_ID = "c7000000-0000-4000-8000-000000000009' or 1 eq 1 or workflowid ne '\n\x
 
 
 def scenario():
-    sc = rlib.absolutize(rlib.load_fixture("hostile-odd.json"))
+    sc = h.absolutize(h.fixture("hostile-odd.json"))
     env = sc["environments"][0]
     t = env["tables"]
-    now = __import__("time").time()
+    now = time.time()
     t["mailboxes"] += [
         {"mailboxid": NUL_MB, "name": NUL_NAME, "emailaddress": "nul@contoso.com",
-         "incomingemailstatus": 2, "modifiedon": rlib.iso(now - 1800)},
+         "incomingemailstatus": 2, "modifiedon": h.iso(now - 1800)},
         {"mailboxid": LONG_MB, "name": "L" * (LONG - 1) + "!", "emailaddress": "long@contoso.com",
-         "incomingemailstatus": 2, "modifiedon": rlib.iso(now - 1800)},
+         "incomingemailstatus": 2, "modifiedon": h.iso(now - 1800)},
     ]
-    code = rlib.CODE_TEXT % "x"
+    code = h.alert_text("x")
     t["tracelogs"] += [
         {"tracelogid": "b7000000-0000-4000-8000-000000000017", "level": 2,
          "text": "cut \ud800 here, nul \u0000 there. " + code,
-         "_regardingobjectid_value": NUL_MB, "createdon": rlib.iso(now - 1300),
-         "modifiedon": rlib.iso(now - 1260)},
+         "_regardingobjectid_value": NUL_MB, "createdon": h.iso(now - 1300),
+         "modifiedon": h.iso(now - 1260)},
         {"tracelogid": "b7000000-0000-4000-8000-000000000018", "level": 2,
          "text": "T" * LONG + " " + code,
-         "_regardingobjectid_value": LONG_MB, "createdon": rlib.iso(now - 1300),
-         "modifiedon": rlib.iso(now - 1140)},
+         "_regardingobjectid_value": LONG_MB, "createdon": h.iso(now - 1300),
+         "modifiedon": h.iso(now - 1140)},
     ]
     t["workflows"].append(
         {"workflowid": LONG_WF, "name": "zzz" + "w" * LONG, "category": 0, "type": 1,
          "statecode": 1, "mode": 1, "primaryentity": "email", "triggeroncreate": True,
-         "syncworkflowlogonfailure": True, "modifiedon": rlib.iso(now - 86400 * 3)})
+         "syncworkflowlogonfailure": True, "modifiedon": h.iso(now - 86400 * 3)})
     return sc
 
 
@@ -79,7 +83,7 @@ BAD_ROWS = {
     "workflows": [{"workflowid": BAD_ID, "name": INJ, "category": 0, "type": 1, "statecode": 1,
                    "mode": 1, "primaryentity": "email", "triggeroncreate": True,
                    "_parentworkflowid_value": None, "modifiedon": "2026-01-01T00:00:00Z"}],
-    "tracelogs": [{"tracelogid": BAD_ID, "level": 2, "text": rlib.CODE_TEXT % INJ,
+    "tracelogs": [{"tracelogid": BAD_ID, "level": 2, "text": h.alert_text(INJ),
                    "_regardingobjectid_value": NUL_MB, "createdon": "2026-01-01T00:00:00Z",
                    "modifiedon": "2026-01-01T00:00:00Z"}],
     "processsessions": [{"processsessionid": "d7000000-0000-4000-8000-000000000099",

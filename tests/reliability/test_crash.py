@@ -5,7 +5,7 @@
 # finding once (at most the one in flight at a kill again).
 """Crash safety and unusable state files.
 
-Crash points (S3MOND_TEST_CRASH_AT=<point>:<n>, see daemon/state.h): the first
+Crash points (S3MOND_TEST_CRASH_AT=<point>:<n>, see daemon/store/state.h): the first
 run is killed at the n-th pass of the point; a second run finishes the job.
 Across both runs every expected finding is emitted, none is unexpected, and a
 finding the first run emitted comes again only when the kill hit between its
@@ -29,12 +29,12 @@ import time
 import traceback
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.join(HERE, "..", "lib")]
 import rlib  # noqa: E402
-from rlib import log  # noqa: E402
+import s3test as h  # noqa: E402
 
 ENV = "prod"
-JOBS = int(os.environ.get("RELIAB_JOBS", "8"))
 
 # (point, n, in flight: whether the killed finding may come again)
 CRASH_POINTS = [
@@ -56,7 +56,7 @@ CRASH_POINTS = [
 def run_pool(fn, items):
     """Run fn(item) -> [problems] concurrently; returns {item: problems}."""
     out = {}
-    with concurrent.futures.ThreadPoolExecutor(max_workers=JOBS) as ex:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=rlib.JOBS) as ex:
         futs = {ex.submit(fn, it): it for it in items}
         for fut in concurrent.futures.as_completed(futs):
             it = futs[fut]
@@ -64,17 +64,17 @@ def run_pool(fn, items):
                 out[it] = fut.result()
             except Exception as e:  # noqa: BLE001
                 out[it] = ["%s: %s\n%s" % (type(e).__name__, e, traceback.format_exc(limit=4))]
-            log("%-36s %s" % (it if isinstance(it, str) else ":".join(map(str, it[:2])),
-                              "FAIL" if out[it] else "ok"))
+            h.log("%-36s %s" % (it if isinstance(it, str) else ":".join(map(str, it[:2])),
+                                "FAIL" if out[it] else "ok"))
             for p in out[it]:
-                log("    " + p)
+                h.log("    " + p)
     return out
 
 
 def crash_case(item):
     point, n, in_flight = item
     problems = []
-    td = rlib.TempDir("s3mond-crash-")
+    td = h.Workdir("s3mond-crash-")
     with td as tmp:
         rig = rlib.Rig(tmp).start()
         try:
@@ -82,38 +82,37 @@ def crash_case(item):
             d1 = rig.daemon(env={"S3MOND_TEST_CRASH_AT": "%s:%d" % (point, n)})
             deadline = time.time() + 40
             inserted = False
-            while d1.alive() and time.time() < deadline:
-                if not inserted and rlib.findings_count(d1.snapshot()) >= n_initial:
+            while d1.running() and time.time() < deadline:
+                if not inserted and h.findings_count(d1.snapshot()) >= n_initial:
                     time.sleep(0.3)
                     rig.insert_alert()      # a second cycle with a note and a save
                     inserted = True
                 time.sleep(0.05)
-            rc1 = d1.wait_exit(5) if not d1.alive() else None
+            rc1 = d1.wait(5) if not d1.running() else None
             if rc1 != -signal.SIGKILL:
-                d1.proc.kill()
-                d1.wait_exit()
+                d1.kill9()
                 problems.append("the first run was not killed at %s:%d (exit %s)" % (point, n, rc1))
                 return problems
             if not inserted:
                 rig.insert_alert()
-            first = rlib.keys_of(d1.snapshot())
+            first = h.keys_of(d1.snapshot())
             expected = rig.expected()
             n_all = sum(len(v) for v in expected.values())
 
             d2 = rig.daemon()
-            d2.wait_for(lambda recs: len(set(first) | set(rlib.keys_of(recs))) >= n_all,
+            d2.wait_for(lambda recs: len(set(first) | set(h.keys_of(recs))) >= n_all,
                         40, "every finding after the restart")
             time.sleep(2.5 * rig.interval)
             rc2 = d2.stop()
             if rc2 != 0:
                 problems.append("the second run exited %s" % rc2)
-            second = rlib.keys_of(d2.snapshot())
+            second = h.keys_of(d2.snapshot())
 
             union = {}
             for r in d1.snapshot() + d2.snapshot():
                 if r.get("type") == "finding":
-                    union.setdefault(rlib.finding_key(r), r)
-            counts, fp = rlib.compare_findings(list(union.values()), expected)
+                    union.setdefault(h.finding_key(r), r)
+            counts, fp = h.compare_findings(list(union.values()), expected)
             problems += fp
             for k in set(first):
                 if first.count(k) > 1 or second.count(k) > 1:
@@ -234,12 +233,12 @@ SPOILED = {
 def spoiled_case(name):
     spoil, words, refresh = SPOILED[name]
     problems = []
-    td = rlib.TempDir("s3mond-state-")
+    td = h.Workdir("s3mond-state-")
     with td as tmp:
         rig = rlib.Rig(tmp).start()
         try:
             d1 = rig.daemon()
-            d1.wait_for(lambda recs: rlib.findings_count(recs) >= rig.n_expected(), 30,
+            d1.wait_for(lambda recs: h.findings_count(recs) >= rig.n_expected(), 30,
                         "the first findings")
             time.sleep(1.5 * rig.interval)
             if d1.stop() != 0:
@@ -248,25 +247,25 @@ def spoiled_case(name):
             spoil(path, tmp)
             new_id = rig.insert_alert()
             d2 = rig.daemon()
-            d2.wait_for(lambda recs: new_id in {k[1] for k in rlib.keys_of(recs)}, 30,
+            d2.wait_for(lambda recs: new_id in {k[1] for k in h.keys_of(recs)}, 30,
                         "the new alert's finding")
             time.sleep(2.5 * rig.interval)
-            if not d2.alive():
+            if not d2.running():
                 problems.append("s3mond stopped after meeting the %s state" % name)
             rc = d2.stop()
             if rc != 0:
                 problems.append("second run exited %s" % rc)
-            err = d2.stderr_text()
+            err = d2.stderr()
             for w in words + [rig.state_dir]:
                 if w not in err:
                     problems.append("stderr does not say %r: %s" % (w, err[-800:]))
-            first, second = rlib.keys_of(d1.snapshot()), rlib.keys_of(d2.snapshot())
+            first, second = h.keys_of(d1.snapshot()), h.keys_of(d2.snapshot())
             expected = rig.expected()
             union = {}
             for r in d1.snapshot() + d2.snapshot():
                 if r.get("type") == "finding":
-                    union.setdefault(rlib.finding_key(r), r)
-            counts, fp = rlib.compare_findings(list(union.values()), expected)
+                    union.setdefault(h.finding_key(r), r)
+            counts, fp = h.compare_findings(list(union.values()), expected)
             problems += fp
             for k in set(first + second):
                 if first.count(k) > 1 or second.count(k) > 1:

@@ -41,9 +41,10 @@ import sys
 import time
 import traceback
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.join(HERE, "..", "lib")]
 import rlib  # noqa: E402
-from rlib import log  # noqa: E402
+import s3test as h  # noqa: E402
 
 PROD, CTRL = "prod", "ctrl"
 TARGETS = {
@@ -147,7 +148,7 @@ def rss_check(daemon, t_arm, t_end):
         return None, None, None, None
     warm, peak, end = max(before), max(after), max(tail)
     # glibc keeps some freed memory; ASan keeps a quarantine of freed blocks.
-    slack = 16 * 1024 if rlib.SANITIZED else 2 * 1024
+    slack = 16 * 1024 if h.sanitized() else 2 * 1024
     problem = None
     if end > warm + slack:
         problem = "VmRSS grew from %d KiB before the fault to %d KiB at the end (slack %d KiB)" % (
@@ -162,18 +163,15 @@ def gaps(times):
 def run_case(case, tmp):
     problems = []
     result = {"case": case.name, "target": case.target, "fault": case.kind, "suite": case.suite}
-    fixture = rlib.absolutize(rlib.load_fixture("realistic.json"))
-    prod_env = rlib.env_of(fixture, "prod")
-    a = rlib.Dvsim({"environments": [prod_env]}, tmp, "dvsim-prod")
-    b = rlib.Dvsim({"environments": [rlib.renamed_env(prod_env, CTRL)]}, tmp, "dvsim-ctrl")
-    daemon = None
+    fixture = h.absolutize(h.fixture("realistic.json"))
+    prod_env = h.env_of(fixture, "prod")
+    a = b = daemon = None
     try:
-        a.start()
-        b.start()
-        conf = rlib.write_config(tmp, [(a, PROD, None), (b, CTRL, None)],
-                                 {"interval": "%ds" % case.interval})
-        daemon = rlib.Daemon(conf, tmp, ["-v"]).start()
-        initial = {env: rlib.expected_findings(sim.scenario, env) for sim, env in
+        a = h.Sim({"environments": [prod_env]}, tmp, "dvsim-prod")
+        b = h.Sim({"environments": [h.renamed_env(prod_env, CTRL)]}, tmp, "dvsim-ctrl")
+        conf = h.Config(tmp, [a, b], interval="%ds" % case.interval)
+        daemon = h.Daemon(conf)
+        initial = {env: h.expected_findings(sim.scenario, env) for sim, env in
                    ((a, PROD), (b, CTRL))}
         n_initial = sum(len(v) for v in initial.values())
         daemon.wait_for(lambda recs: sum(r.get("type") == "finding" for r in recs) >= n_initial,
@@ -183,22 +181,21 @@ def run_case(case, tmp):
         # arm: the fault (for token faults: no valid token either), then a new
         # alert with evidence, so that the fault meets the alert's cycle
         t_arm = time.time()
-        rows = rlib.new_alert_rows(at=t_arm - 1)
+        rows = h.new_alert_rows(at=t_arm - 1)
         if case.kind == "refused":
-            a.stop()
-            a.insert(PROD, rows, offline=True)      # there when it comes back
+            a.kill(keep_stats=True)
+            a.insert_sets(PROD, rows, offline=True)     # there when it comes back
             time.sleep(case.down)
-            a.restart()
+            a.start()
         else:
-            a.add_fault(case.spec)
+            a.fault(**case.spec)
             if case.target == "token":
-                a.revoke(PROD)
-            a.insert(PROD, rows)
+                a.revoke_tokens(PROD)
+            a.insert_sets(PROD, rows)
         t_fault_end = time.time() if case.kind == "refused" else t_arm + case.window
 
-        final = {PROD: rlib.expected_findings(a.scenario, PROD),
-                 CTRL: rlib.expected_findings(b.scenario, CTRL)}
-        n_final = sum(len(v) for v in final.values())
+        final = {PROD: h.expected_findings(a.scenario, PROD),
+                 CTRL: h.expected_findings(b.scenario, CTRL)}
         new_ids = {f["alert"] for f in final[PROD]} - {f["alert"] for f in initial[PROD]}
 
         def recovered(recs):
@@ -206,7 +203,7 @@ def run_case(case, tmp):
                    if r.get("type") == "finding" and r.get("environment") == PROD}
             if not new_ids <= got or time.time() < t_fault_end:
                 return False
-            errs = rlib.error_events(recs, PROD)
+            errs = h.error_events(recs, PROD)
             return not errs or errs[-1].get("state") == "recovered"
         daemon.wait_for(recovered, case.window + 40 + 4 * case.interval,
                         "the new finding and the recovery")
@@ -218,13 +215,13 @@ def run_case(case, tmp):
         records = daemon.snapshot()
 
         # findings
-        counts, fp = rlib.compare_findings(records, final)
+        counts, fp = h.compare_findings(records, final)
         problems += fp
         result.update(counts)
         result["new_alerts"] = len(new_ids)
 
         # error records
-        errs = [r.get("state") for r in rlib.error_events(records, PROD)]
+        errs = [r.get("state") for r in h.error_events(records, PROD)]
         result["error_records"] = errs
         if case.outage is True and errs != ["failing", "recovered"]:
             problems.append("prod error records %s, expected one failing then one recovered" % errs)
@@ -232,10 +229,10 @@ def run_case(case, tmp):
             problems.append("prod error records %s, expected none" % errs)
         if case.outage is None and errs not in ([], ["failing", "recovered"]):
             problems.append("prod error records %s, expected none or failing+recovered" % errs)
-        rec = [r for r in rlib.error_events(records, PROD) if r.get("state") == "recovered"]
+        rec = [r for r in h.error_events(records, PROD) if r.get("state") == "recovered"]
         result["failed_polls"] = rec[0].get("failures") if rec else 0
-        if rlib.error_events(records, CTRL):
-            problems.append("ctrl reported errors: %s" % rlib.error_events(records, CTRL))
+        if h.error_events(records, CTRL):
+            problems.append("ctrl reported errors: %s" % h.error_events(records, CTRL))
 
         # what the simulator saw
         sets = ["token"] if case.target == "token" else (
@@ -283,11 +280,12 @@ def run_case(case, tmp):
     except Exception as e:  # noqa: BLE001 - a broken case is a failed case, with words
         problems.append("%s: %s" % (type(e).__name__, e))
         problems.append(traceback.format_exc(limit=3))
-        if daemon and daemon.proc and daemon.alive():
+        if daemon and daemon.proc and daemon.running():
             daemon.proc.kill()
     finally:
-        a.kill()
-        b.kill()
+        for sim in (a, b):
+            if sim:
+                sim.kill()
     result["problems"] = problems
     if problems and daemon:
         result["stderr_tail"] = daemon.stderr_tail(1500)
@@ -355,7 +353,7 @@ def matrix_markdown(results, elapsed, jobs):
         tot["expected"], tot["emitted"], tot["duplicated"], tot["lost"]))
     lines.append("")
     lines.append("%d cases in %.0f s wall time, %d at a time (build: %s)." % (
-        len(results), elapsed, jobs, "sanitizers " + rlib.SANITIZE if rlib.SANITIZED else "plain"))
+        len(results), elapsed, jobs, "sanitizers " + h.SANITIZE if h.sanitized() else "plain"))
     return "\n".join(lines) + "\n"
 
 
@@ -392,7 +390,7 @@ def pivot_markdown(results):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--suite", choices=["fast", "slow", "all"], default="fast")
-    ap.add_argument("--jobs", type=int, default=int(os.environ.get("RELIAB_JOBS", "8")))
+    ap.add_argument("--jobs", type=int, default=rlib.JOBS)
     ap.add_argument("--only", help="run the cases whose name contains this")
     ap.add_argument("--report", help="write the matrix as Markdown here")
     ap.add_argument("--json", help="write the results as JSON here")
@@ -403,18 +401,18 @@ def main():
         cases = [c for c in cases if args.only in c.name]
     # the long ones first, so they overlap the short ones
     cases.sort(key=lambda c: -(c.window * 2 + c.interval * 4))
-    log("%d cases, %d at a time" % (len(cases), args.jobs))
+    h.log("%d cases, %d at a time" % (len(cases), args.jobs))
     t0 = time.time()
     results = {}
 
     def one(case):
-        td = rlib.TempDir("s3mond-fault-")
+        td = h.Workdir("s3mond-fault-")
         with td as tmp:
             r = run_case(case, tmp)
             if r["problems"]:       # keep the directory for a post-mortem
                 td.keep = True
-                r["tmp"] = tmp
-                with open(os.path.join(tmp, "result.json"), "w") as f:
+                r["tmp"] = tmp.path
+                with open(tmp.join("result.json"), "w") as f:
                     json.dump(r, f, indent=1)
         return r
 
@@ -424,14 +422,14 @@ def main():
             c = futs[fut]
             r = fut.result()
             results[c.name] = r
-            log("%-28s %s  findings %s/%s dup %s  errors %s  injected %s  rss %s  ctrl gap %s" % (
+            h.log("%-28s %s  findings %s/%s dup %s  errors %s  injected %s  rss %s  ctrl gap %s" % (
                 c.name, "FAIL" if r["problems"] else "ok  ", r.get("emitted"), r.get("expected"),
                 r.get("duplicated"), r.get("error_records"), r.get("injected"), r.get("rss_kib"),
                 r.get("ctrl_max_gap")))
             for p in r["problems"]:
-                log("    " + p)
+                h.log("    " + p)
             if r["problems"] and r.get("stderr_tail"):
-                log("    s3mond stderr (tail):\n" + r["stderr_tail"])
+                h.log("    s3mond stderr (tail):\n" + r["stderr_tail"])
     elapsed = time.time() - t0
     ordered = [results[c.name] for c in sorted(cases, key=lambda c: (c.suite, c.target, c.name))]
     md = matrix_markdown(ordered, elapsed, args.jobs)

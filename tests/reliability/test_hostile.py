@@ -27,9 +27,10 @@ import time
 import unittest
 from urllib.parse import unquote
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import rlib  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.join(HERE, "..", "lib")]
 import hostile  # noqa: E402
+import s3test as h  # noqa: E402
 
 ENV = "hostile"
 CONTROL = [bytes([c]) for c in range(0x20) if c not in (0x0a,)] + [b"\x7f", b"\xc2\x85"]
@@ -44,27 +45,27 @@ def strict_lines(data):
 class TestHostile(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.td = rlib.TempDir("s3mond-hostile-")
+        cls.td = h.Workdir("s3mond-hostile-")
         cls.tmp = cls.td.path
         cls.sc = hostile.scenario()
-        cls.orig = hostile.mangle(rlib.dvsim)
-        cls.sim = rlib.InProcDvsim(cls.sc, cls.tmp, "dvsim").start()
-        cls.conf = rlib.write_config(cls.tmp, [(cls.sim, ENV, None)], {"interval": "1s"})
-        cls.expected = {ENV: rlib.expected_findings(cls.sc, ENV)}
+        cls.orig = hostile.mangle(h.dvsim_module())
+        cls.sim = h.InProcSim(cls.sc, cls.tmp)
+        cls.conf = h.Config(cls.tmp, cls.sim, interval="1s")
+        cls.expected = {ENV: h.expected_findings(cls.sc, ENV)}
         n = len(cls.expected[ENV])
-        cls.daemon = d = rlib.Daemon(cls.conf, cls.tmp, ["-v"]).start()
+        cls.daemon = d = h.Daemon(cls.conf)
         try:
-            d.wait_for(lambda r: rlib.findings_count(r) >= n, 60, "the hostile findings")
+            d.wait_for(lambda r: h.findings_count(r) >= n, 60, "the hostile findings")
             time.sleep(3)
         finally:
             cls.rc = d.stop()
-        with open(d.stdout_path, "rb") as f:
+        with open(d.out_path, "rb") as f:
             cls.stdout = f.read()
         cls.stderr = open(d.stderr_path, "rb").read()
 
     @classmethod
     def tearDownClass(cls):
-        rlib.dvsim.run_collection = cls.orig
+        h.dvsim_module().run_collection = cls.orig
         cls.sim.kill()
         cls.td.__exit__(None, None, None)
 
@@ -80,7 +81,7 @@ class TestHostile(unittest.TestCase):
         self.assertFalse([r for r in self.daemon.records if r.get("type") == "_unparsable"])
 
     def test_findings_exact(self):
-        counts, problems = rlib.compare_findings(self.daemon.records, self.expected)
+        counts, problems = h.compare_findings(self.daemon.records, self.expected)
         self.assertEqual(problems, [])
         self.assertEqual(counts["emitted"], len(self.expected[ENV]))
 
@@ -127,11 +128,9 @@ class TestHostile(unittest.TestCase):
 
     def test_stderr_output_and_once(self):
         # -o stderr: the interactive form, one clean line per record
-        conf = rlib.write_config(self.tmp, [(self.sim, ENV, None)],
-                                 {"interval": "1s", "output": "stderr",
-                                  "state_directory": os.path.join(self.tmp, "state-stderr")},
-                                 name="stderr.conf")
-        d = rlib.Daemon(conf, self.tmp, [], name="stderr-run").start()
+        conf = h.Config(self.tmp, self.sim, name="stderr.conf", interval="1s", output="stderr",
+                        state_directory=os.path.join(self.tmp, "state-stderr"))
+        d = h.Daemon(conf, output=None, verbose=0, name="stderr-run")
         time.sleep(4)
         self.assertEqual(d.stop(), 0)
         out = open(d.stderr_path, "rb").read()
@@ -140,7 +139,7 @@ class TestHostile(unittest.TestCase):
         for c in CONTROL:
             self.assertNotIn(c, out.replace(b"\n", b""), "control byte %r in -o stderr" % c)
         # --once: the monitoring-plugin report
-        p = subprocess.run([rlib.S3MOND, "-c", self.conf, "--once"], capture_output=True, timeout=120)
+        p = subprocess.run([h.S3MOND, "-c", self.conf.path, "--once"], capture_output=True, timeout=120)
         self.assertEqual(p.returncode, 2, p.stderr[-1000:])
         lines = strict_lines(p.stdout)
         self.assertTrue(lines[0].startswith("S3MOND CRITICAL - %d findings" % len(self.expected[ENV])),
@@ -148,7 +147,7 @@ class TestHostile(unittest.TestCase):
         self.assertEqual(len(lines), 1 + len(self.expected[ENV]), lines[:3])
         for c in CONTROL:
             self.assertNotIn(c, p.stdout.replace(b"\n", b""), "control byte %r in --once" % c)
-        p = subprocess.run([rlib.S3MOND, "-c", self.conf, "--once", "--json"], capture_output=True,
+        p = subprocess.run([h.S3MOND, "-c", self.conf.path, "--once", "--json"], capture_output=True,
                            timeout=120)
         recs = [json.loads(x) for x in strict_lines(p.stdout)]
         self.assertEqual(len([r for r in recs if r.get("type") == "finding"]), len(self.expected[ENV]))
@@ -159,26 +158,26 @@ class TestOtherHostileFixtures(unittest.TestCase):
     transport/nul.json (a NUL inside the evidence's exception) end to end."""
 
     def run_fixture(self, name):
-        td = rlib.TempDir("s3mond-fixture-")
+        td = h.Workdir("s3mond-fixture-")
         with td as tmp:
-            sc = rlib.absolutize(rlib.load_fixture(name))
-            sim = rlib.Dvsim(sc, tmp, "dvsim").start()
+            sc = h.absolutize(h.fixture(name))
+            sim = h.Sim(sc, tmp)
             try:
                 envs = [e["name"] for e in sc["environments"]]
-                conf = rlib.write_config(tmp, [(sim, e, None) for e in envs], {"interval": "1s"})
-                expected = {e: rlib.expected_findings(sim.scenario, e) for e in envs}
+                conf = h.Config(tmp, sim, interval="1s")
+                expected = {e: h.expected_findings(sim.scenario, e) for e in envs}
                 n = sum(len(v) for v in expected.values())
-                d = rlib.Daemon(conf, tmp, ["-v"]).start()
+                d = h.Daemon(conf)
                 try:
-                    d.wait_for(lambda r: rlib.findings_count(r) >= n, 60, "%s's findings" % name)
+                    d.wait_for(lambda r: h.findings_count(r) >= n, 60, "%s's findings" % name)
                     time.sleep(2.5)
                 finally:
                     rc = d.stop()
                 self.assertEqual(rc, 0, d.stderr_tail())
-                counts, problems = rlib.compare_findings(d.records, expected)
+                counts, problems = h.compare_findings(d.records, expected)
                 self.assertEqual(problems, [])
                 self.assertEqual([r for r in d.records if r.get("type") in ("error", "_unparsable")], [])
-                with open(d.stdout_path, "rb") as f:
+                with open(d.out_path, "rb") as f:
                     strict_lines(f.read())
                 return d.snapshot("finding")
             finally:
@@ -201,9 +200,9 @@ class TestBigPage(unittest.TestCase):
     ALERTS = 250
 
     def test_100k_tracelogs_through_next_links(self):
-        td = rlib.TempDir("s3mond-bigpage-")
+        td = h.Workdir("s3mond-bigpage-")
         with td as tmp:
-            sc = rlib.absolutize(rlib.load_fixture("realistic.json"))
+            sc = h.absolutize(h.fixture("realistic.json"))
             env = sc["environments"][0]
             now = time.time()
             mailboxes = [m["mailboxid"] for m in env["tables"]["mailboxes"]]
@@ -214,31 +213,30 @@ class TestBigPage(unittest.TestCase):
                 rows.append({
                     "tracelogid": "b9%06x-0000-4000-8000-%012x" % (i // 65536, i),
                     "level": 2 + (i % 2),
-                    "text": (rlib.CODE_TEXT % "Support") if alert else "Mailbox sync warning %d" % i,
+                    "text": h.alert_text("Support") if alert else "Mailbox sync warning %d" % i,
                     "_regardingobjectid_value": mailboxes[i % len(mailboxes)],
-                    "createdon": rlib.iso(at - 5), "modifiedon": rlib.iso(at)})
+                    "createdon": h.iso(at - 5), "modifiedon": h.iso(at)})
             env["tables"]["tracelogs"] = rows
-            sim = rlib.Dvsim(sc, tmp, "dvsim")
-            sim.start(timeout=120)
+            sim = h.Sim(sc, tmp, start_timeout=120)
             try:
-                conf = rlib.write_config(tmp, [(sim, "prod", None)], {"interval": "5s"})
-                expected = {"prod": rlib.expected_findings(sim.scenario, "prod")}
+                conf = h.Config(tmp, sim, interval="5s")
+                expected = {"prod": h.expected_findings(sim.scenario, "prod")}
                 n = len(expected["prod"])
                 self.assertGreaterEqual(n, self.ALERTS)
-                d = rlib.Daemon(conf, tmp, ["-v"]).start()
+                d = h.Daemon(conf)
                 try:
-                    d.wait_for(lambda r: rlib.findings_count(r) >= n, 300, "%d findings" % n)
+                    d.wait_for(lambda r: h.findings_count(r) >= n, 300, "%d findings" % n)
                     time.sleep(6)
                 finally:
                     rc = d.stop()
                 self.assertEqual(rc, 0, d.stderr_tail())
-                counts, problems = rlib.compare_findings(d.records, expected)
+                counts, problems = h.compare_findings(d.records, expected)
                 self.assertEqual(problems[:5], [])
                 log = sim.request_log("prod", ["tracelogs"])
                 pages = [e for e in log if "skiptoken" in e["path"]]
                 self.assertGreaterEqual(len(pages), self.ROWS // 5000 - 1)
                 peak = max(k for _t, k in d.rss)
-                rlib.log("100k rows: %d findings, %d tracelogs requests (%d with a $skiptoken), "
+                h.log("100k rows: %d findings, %d tracelogs requests (%d with a $skiptoken), "
                          "peak VmRSS %d KiB" % (counts["emitted"], len(log), len(pages), peak))
             finally:
                 sim.kill()

@@ -17,16 +17,15 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-import journald_ns  # noqa: E402
-
-journald_ns.reexec_in_namespace()
-
-import rlib  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.join(HERE, "..", "lib")]
 import hostile  # noqa: E402
+import s3test as h  # noqa: E402
+from s3test import journald  # noqa: E402
 
-FINDING_ID = "2a7beaec32d5419a8a023b1bbb1313dc"
+journald.reexec_in_namespace()
+
+FINDING_ID = h.MESSAGE_ID["finding"]
 ENV = "hostile"
 CONTROL = set(range(0x20)) | {0x7f}
 
@@ -39,13 +38,12 @@ def check(cond, what):
 
 
 def run(output, read, tmp, sc):
-    sim = rlib.Dvsim(sc, tmp, "dvsim-" + output).start()
+    sim = h.Sim(sc, tmp, "dvsim-" + output)
     try:
-        conf = rlib.write_config(tmp, [(sim, ENV, None)], {
-            "interval": "1s", "output": output,
-            "state_directory": os.path.join(tmp, "state-" + output)}, name=output + ".conf")
-        expected = rlib.expected_findings(sim.scenario, ENV)
-        d = rlib.Daemon(conf, tmp, [], name="s3mond-" + output).start()
+        conf = h.Config(tmp, sim, name=output + ".conf", interval="1s", output=output,
+                        state_directory=os.path.join(tmp, "state-" + output))
+        expected = h.expected_findings(sim.scenario, ENV)
+        d = h.Daemon(conf, output=None, verbose=0, name="s3mond-" + output)
         matches = ["SYSLOG_IDENTIFIER=s3mond", "S3MOND_ENVIRONMENT=" + ENV] if output == "journal" \
             else ["SYSLOG_IDENTIFIER=s3mond", "_TRANSPORT=syslog"]
         entries = read(*matches, count=len(expected), timeout=60)
@@ -62,39 +60,39 @@ def main():
     sc = hostile.scenario()
     names = hostile.mailbox_names(sc)
     names[hostile.NUL_MB] = hostile.NUL_NAME_OUT
-    with journald_ns.journald(dev_log=True) as read:
-        td = rlib.TempDir("s3mond-hostile-journal-")
+    with journald.journald(dev_log=True) as read:
+        td = h.Workdir("s3mond-hostile-journal-")
         with td as tmp:
             # native protocol: structured fields
             entries, expected = run("journal", read, tmp, sc)
             findings = [e for e in entries
-                        if journald_ns.value(e, "MESSAGE_ID") == FINDING_ID.encode()]
+                        if journald.value(e, "MESSAGE_ID") == FINDING_ID.encode()]
             check(len(findings) == len(expected),
                   "journal: %d finding entries, expected %d" % (len(findings), len(expected)))
             for e in findings:
-                msg = journald_ns.value(e, "MESSAGE")
+                msg = journald.value(e, "MESSAGE")
                 check(msg.decode("utf-8", "replace").encode() == msg, "MESSAGE not UTF-8: %r" % msg[:200])
                 check(not (set(msg) & CONTROL), "control byte in MESSAGE: %r" % msg[:300])
-                check(journald_ns.values(e, "PRIORITY") == [b"4"],
-                      "PRIORITY %r" % journald_ns.values(e, "PRIORITY"))
-                check(len(journald_ns.values(e, "S3MOND_VERDICT")) == 1 and
-                      journald_ns.value(e, "S3MOND_VERDICT") in (b"confirmed", b"suspected",
+                check(journald.values(e, "PRIORITY") == [b"4"],
+                      "PRIORITY %r" % journald.values(e, "PRIORITY"))
+                check(len(journald.values(e, "S3MOND_VERDICT")) == 1 and
+                      journald.value(e, "S3MOND_VERDICT") in (b"confirmed", b"suspected",
                                                                 b"unexplained"),
-                      "S3MOND_VERDICT forged: %r" % journald_ns.values(e, "S3MOND_VERDICT"))
-                mb = journald_ns.value(e, "S3MOND_MAILBOX_ID").decode()
+                      "S3MOND_VERDICT forged: %r" % journald.values(e, "S3MOND_VERDICT"))
+                mb = journald.value(e, "S3MOND_MAILBOX_ID").decode()
                 want = names.get(mb)
-                got = journald_ns.values(e, "S3MOND_MAILBOX_NAME")
+                got = journald.values(e, "S3MOND_MAILBOX_NAME")
                 if want is None:
                     check(got in ([], [b""]), "a name for the nameless mailbox: %r" % got)
                 else:
                     check(got == [want.encode()], "S3MOND_MAILBOX_NAME of %s: %r, expected %r" % (
                         mb, [g[:80] for g in got], want[:80]))
-                for c in journald_ns.values(e, "S3MOND_CULPRIT"):
+                for c in journald.values(e, "S3MOND_CULPRIT"):
                     check(c.startswith(b"workflow:") or c.startswith(b"plugin_step:"),
                           "S3MOND_CULPRIT %r" % c[:100])
             # syslog(3): one line each, facility daemon
             entries, expected = run("syslog", read, tmp, sc)
-            lines = [journald_ns.value(e, "MESSAGE") for e in entries]
+            lines = [journald.value(e, "MESSAGE") for e in entries]
             lines = [m for m in lines if b"-2147220956" in m]
             check(len(lines) == len(expected),
                   "syslog: %d finding lines, expected %d" % (len(lines), len(expected)))

@@ -3,7 +3,7 @@
 # weaken transport security; foreign nextLinks are refused; files get the modes
 # they must have; the process is not dumpable.
 """Security checks of s3mond, end to end. Runs in a private mount namespace
-with its own journald (journald_ns.py), so the journal is an artifact too;
+with its own journald (s3test.journald), so the journal is an artifact too;
 root needed (77 otherwise).
 
 TestSecrets: a distinctive client secret; s3mond as a daemon (-o json, then
@@ -41,14 +41,11 @@ import time
 import unittest
 from urllib.parse import quote
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(HERE, "..", "integration"))
-import journald_ns  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import s3test as h  # noqa: E402
+from s3test import journald  # noqa: E402
 
-journald_ns.reexec_in_namespace()
-
-import rlib  # noqa: E402
+journald.reexec_in_namespace()
 
 ENV = "prod"
 SECRET = "Zq9-s3cr3t+/=!%s" % os.urandom(6).hex()
@@ -59,7 +56,7 @@ READ = None
 
 def setUpModule():
     global READ
-    READ = JOURNAL.enter_context(journald_ns.journald())
+    READ = JOURNAL.enter_context(journald.journald())
 
 
 def tearDownModule():
@@ -67,7 +64,7 @@ def tearDownModule():
 
 
 def fixture_with_secret(secret=SECRET):
-    sc = rlib.absolutize(rlib.load_fixture("realistic.json"))
+    sc = h.absolutize(h.fixture("realistic.json"))
     sc["environments"][0]["client_secret"] = secret
     return sc
 
@@ -76,33 +73,52 @@ def run(argv, **kw):
     return subprocess.run(argv, capture_output=True, timeout=120, **kw)
 
 
+def scan_for(paths, needles):
+    """[(path, needle)] for each file under paths (files or directories)
+    that contains one of needles (bytes)."""
+    hits = []
+    for p in paths:
+        files = []
+        if os.path.isdir(p):
+            for root, _dirs, names in os.walk(p):
+                files += [os.path.join(root, n) for n in names]
+        elif os.path.exists(p):
+            files.append(p)
+        for fp in files:
+            try:
+                with open(fp, "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue
+            hits += [(fp, n) for n in needles if n and n in data]
+    return hits
+
+
 class TestSecrets(unittest.TestCase):
     def test_no_secret_or_token_in_any_artifact(self):
-        td = rlib.TempDir("s3mond-secrets-")
+        td = h.Workdir("s3mond-secrets-")
         with td as tmp:
-            sim = rlib.InProcDvsim(fixture_with_secret(), tmp, "dvsim").start()
+            sim = h.InProcSim(fixture_with_secret(), tmp)
             reqlog_path = os.path.join(tmp, "dvsim-requests.log")
             sim.sim.log = open(reqlog_path, "a")
             metrics = os.path.join(tmp, "metrics", "s3mond.prom")
             os.mkdir(os.path.dirname(metrics))
-            conf = rlib.write_config(tmp, [(sim, ENV, None)],
-                                     {"interval": "1s", "metrics_file": metrics})
-            artifacts = [tmp]
+            conf = h.Config(tmp, sim, interval="1s", metrics_file=metrics)
+            artifacts = [tmp.path]
             try:
                 # the daemon, -o json then -o journal, through trouble
                 for output in ("json", "journal"):
-                    d = rlib.Daemon(conf, tmp, ["-v", "-v", "-o", output], name="daemon-" + output)
-                    d.start()
+                    d = h.Daemon(conf, output=output, verbose=2, name="daemon-" + output)
                     if output == "json":
-                        d.wait_for(lambda r: rlib.findings_count(r) >= 5, 30, "findings")
+                        d.wait_for(lambda r: h.findings_count(r) >= 5, 30, "findings")
                     else:
                         time.sleep(2.5)
-                    sim.revoke(ENV)
-                    sim.add_fault({"target": ENV + "/token", "kind": "503", "count": 2})
+                    sim.revoke_tokens(ENV)
+                    sim.fault(target=ENV + "/token", kind="503", count=2)
                     time.sleep(3)
-                    sim.add_fault({"target": ENV + "/tracelogs", "kind": "500", "duration": 3})
-                    sim.add_fault({"target": ENV + "/token", "kind": "401", "count": 1})
-                    sim.revoke(ENV)
+                    sim.fault(target=ENV + "/tracelogs", kind="500", duration=3)
+                    sim.fault(target=ENV + "/token", kind="401", count=1)
+                    sim.revoke_tokens(ENV)
                     time.sleep(5)
                     d.proc.send_signal(signal.SIGHUP)
                     time.sleep(2)
@@ -112,30 +128,28 @@ class TestSecrets(unittest.TestCase):
                 # one-shot modes
                 for name, args in (("once", ["--once"]), ("once-json", ["--once", "--json"]),
                                    ("probe", ["--probe"]), ("check", ["--check-config"])):
-                    p = run([rlib.S3MOND, "-c", conf, "-v", "-v"] + args)
+                    p = run([h.S3MOND, "-c", conf.path, "-v", "-v"] + args)
                     for stream, data in (("stdout", p.stdout), ("stderr", p.stderr)):
                         with open(os.path.join(tmp, "%s.%s" % (name, stream)), "wb") as f:
                             f.write(data)
                     self.assertIn(p.returncode, (0, 1, 2), "%s: %s" % (name, p.stderr[-500:]))
                 # a wrong secret: refused by the token endpoint, still never printed
                 wrong = os.path.join(tmp, "wrong.conf")
-                with open(conf) as f:
-                    text = f.read().replace(os.path.join(tmp, ENV + ".secret"),
-                                            os.path.join(tmp, "wrong.secret"))
+                text = conf.text().replace(conf.secret_file(ENV), os.path.join(tmp, "wrong.secret"))
                 with open(wrong, "w") as f:
                     f.write(text)
-                rlib.write_secret(os.path.join(tmp, "wrong.secret"), WRONG)
+                h.write_secret(os.path.join(tmp, "wrong.secret"), WRONG)
                 for name, args in (("wrong-once", ["--once"]), ("wrong-probe", ["--probe"])):
-                    p = run([rlib.S3MOND, "-c", wrong, "-v", "-v"] + args)
+                    p = run([h.S3MOND, "-c", wrong, "-v", "-v"] + args)
                     self.assertEqual(p.returncode, 3 if name == "wrong-once" else p.returncode)
                     for stream, data in (("stdout", p.stdout), ("stderr", p.stderr)):
                         with open(os.path.join(tmp, "%s.%s" % (name, stream)), "wb") as f:
                             f.write(data)
-                d = rlib.Daemon(wrong, tmp, ["-v", "-v"], name="daemon-wrong").start()
+                d = h.Daemon(wrong, verbose=2, name="daemon-wrong")
                 d.wait_for(lambda r: any(x.get("type") == "error" for x in r), 30, "an error record")
                 self.assertEqual(d.stop(), 0)
             finally:
-                stats = sim.stats()
+                stats = sim.admin("GET", "stats")
                 tokens = list(sim.sim.tokens)
                 sim.sim.log.close()
                 sim.kill()
@@ -157,8 +171,8 @@ class TestSecrets(unittest.TestCase):
             needles = [s.encode() for s in (SECRET, WRONG, quote(SECRET, safe=""),
                                              quote(WRONG, safe=""))]
             needles += [t.encode() for t in tokens]
-            hits = rlib.scan_for(artifacts, needles)
-            rlib.log("scanned %d files for %d needles (%d tokens)" % (
+            hits = scan_for(artifacts, needles)
+            h.log("scanned %d files for %d needles (%d tokens)" % (
                 sum(len(f) for _r, _d, f in os.walk(tmp)), len(needles), len(tokens)))
             self.assertEqual(hits, [], "secrets or tokens found in artifacts")
 
@@ -171,19 +185,19 @@ class TestDumpable(unittest.TestCase):
             self.skipTest("no user nobody")
         if not shutil.which("setpriv"):
             self.skipTest("no setpriv")
-        td = rlib.TempDir("s3mond-dumpable-")
+        td = h.Workdir("s3mond-dumpable-")
         with td as tmp:
             os.chmod(tmp, 0o755)
-            sim = rlib.Dvsim(fixture_with_secret(), tmp, "dvsim").start()
+            sim = h.Sim(fixture_with_secret(), tmp)
             try:
-                conf = rlib.write_config(tmp, [(sim, ENV, None)], {"interval": "1s"})
-                os.chown(os.path.join(tmp, ENV + ".secret"), nobody.pw_uid, nobody.pw_gid)
+                conf = h.Config(tmp, sim, interval="1s")
+                os.chown(conf.secret_file(ENV), nobody.pw_uid, nobody.pw_gid)
                 os.mkdir(os.path.join(tmp, "state"), 0o700)
                 os.chown(os.path.join(tmp, "state"), nobody.pw_uid, nobody.pw_gid)
                 prefix = ["setpriv", "--reuid=%d" % nobody.pw_uid, "--regid=%d" % nobody.pw_gid,
                           "--clear-groups"]
-                d = rlib.Daemon(conf, tmp, [], prefix=prefix).start()
-                d.wait_for(lambda r: rlib.findings_count(r) >= 5, 30, "findings")
+                d = h.Daemon(conf, verbose=0, prefix=prefix)
+                d.wait_for(lambda r: h.findings_count(r) >= 5, 30, "findings")
                 # a control: the same user's ordinary process owns its /proc files
                 ctl = subprocess.Popen(prefix + ["sleep", "5"])
                 time.sleep(0.3)
@@ -203,7 +217,7 @@ class TestDumpable(unittest.TestCase):
 class TestConfigRefusals(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.td = rlib.TempDir("s3mond-refusals-")
+        cls.td = h.Workdir("s3mond-refusals-")
         cls.tmp = cls.td.path
 
     @classmethod
@@ -211,7 +225,7 @@ class TestConfigRefusals(unittest.TestCase):
         cls.td.__exit__(None, None, None)
 
     def config(self, env_lines, main_lines=(), secret_mode=0o600):
-        secret = rlib.write_secret(os.path.join(self.tmp, "s.secret"), SECRET, secret_mode)
+        secret = h.write_secret(os.path.join(self.tmp, "s.secret"), SECRET, secret_mode)
         text = "[s3mond]\nstate_directory = %s/state\n%s\n[environment prod]\n" % (
             self.tmp, "\n".join(main_lines))
         keys = {"url": "http://127.0.0.1:9/prod", "authority": "http://127.0.0.1:9",
@@ -231,7 +245,7 @@ class TestConfigRefusals(unittest.TestCase):
         return path
 
     def check(self, path, ok, *words):
-        p = run([rlib.S3MOND, "-c", path, "--check-config"])
+        p = run([h.S3MOND, "-c", path, "--check-config"])
         err = p.stderr.decode("utf-8", "replace")
         if ok:
             self.assertEqual(p.returncode, 0, err)
@@ -278,7 +292,7 @@ class TestConfigRefusals(unittest.TestCase):
 class TestTls(unittest.TestCase):
     @unittest.skipUnless(shutil.which("openssl"), "no openssl for a test certificate")
     def test_untrusted_certificate_gets_no_request(self):
-        td = rlib.TempDir("s3mond-tls-")
+        td = h.Workdir("s3mond-tls-")
         with td as tmp:
             key, cert = os.path.join(tmp, "k.pem"), os.path.join(tmp, "c.pem")
             subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
@@ -308,7 +322,7 @@ class TestTls(unittest.TestCase):
                     except (OSError, ssl.SSLError):
                         conn.close()
             threading.Thread(target=serve, daemon=True).start()
-            secret = rlib.write_secret(os.path.join(tmp, "s.secret"), SECRET)
+            secret = h.write_secret(os.path.join(tmp, "s.secret"), SECRET)
             conf = os.path.join(tmp, "tls.conf")
             with open(conf, "w") as f:
                 f.write("[s3mond]\nstate_directory = %s/state\n[environment prod]\n"
@@ -316,7 +330,7 @@ class TestTls(unittest.TestCase):
                         "tenant = contoso.onmicrosoft.com\n"
                         "client_id = 11111111-1111-1111-1111-111111111111\n"
                         "client_secret_file = %s\n" % (tmp, port, port, secret))
-            p = run([rlib.S3MOND, "-c", conf, "--once", "-v", "-v"])
+            p = run([h.S3MOND, "-c", conf, "--once", "-v", "-v"])
             srv.close()
             self.assertEqual(p.returncode, 3, p.stdout + p.stderr)
             self.assertIn(b"certificate", p.stdout + p.stderr)
@@ -326,9 +340,9 @@ class TestTls(unittest.TestCase):
 
 class TestForeignNextLink(unittest.TestCase):
     def test_foreign_next_link_refused(self):
-        td = rlib.TempDir("s3mond-nextlink-")
+        td = h.Workdir("s3mond-nextlink-")
         with td as tmp:
-            sim = rlib.Dvsim(fixture_with_secret(), tmp, "dvsim").start()
+            sim = h.Sim(fixture_with_secret(), tmp)
             other = socket.socket()
             other.bind(("127.0.0.2", sim.port))
             other.listen(16)
@@ -347,12 +361,11 @@ class TestForeignNextLink(unittest.TestCase):
                         return
             threading.Thread(target=accept, daemon=True).start()
             try:
-                conf = rlib.write_config(tmp, [(sim, ENV, None)], {"interval": "1s"})
-                d = rlib.Daemon(conf, tmp, ["-v"]).start()
-                d.wait_for(lambda r: rlib.findings_count(r) >= 5, 30, "findings")
-                sim.add_fault({"target": ENV + "/tracelogs", "kind": "foreign_nextlink",
-                               "duration": 3})
-                d.wait_for(lambda r: [e.get("state") for e in rlib.error_events(r, ENV)] ==
+                conf = h.Config(tmp, sim, interval="1s")
+                d = h.Daemon(conf)
+                d.wait_for(lambda r: h.findings_count(r) >= 5, 30, "findings")
+                sim.fault(target=ENV + "/tracelogs", kind="foreign_nextlink", duration=3)
+                d.wait_for(lambda r: [e.get("state") for e in h.error_events(r, ENV)] ==
                            ["failing", "recovered"], 30, "failing then recovered")
                 time.sleep(1.5)
                 self.assertEqual(d.stop(), 0)
@@ -360,11 +373,11 @@ class TestForeignNextLink(unittest.TestCase):
                 sim.kill()
                 other.close()
             self.assertEqual(connections, [], "a request went to the foreign host")
-            failing = rlib.error_events(d.snapshot(), ENV)[0]
+            failing = h.error_events(d.snapshot(), ENV)[0]
             self.assertIn("refusing an @odata.nextLink to another origin", failing["message"])
             self.assertIn("127.0.0.2", failing["message"])
-            counts, problems = rlib.compare_findings(d.snapshot(),
-                                                     {ENV: rlib.expected_findings(sim.scenario, ENV)})
+            counts, problems = h.compare_findings(d.snapshot(),
+                                                  {ENV: h.expected_findings(sim.scenario, ENV)})
             self.assertEqual(problems, [])
 
 
@@ -372,20 +385,19 @@ class TestFileModes(unittest.TestCase):
     def test_modes_under_any_umask(self):
         for umask in (0o077, 0o000):
             with self.subTest(umask=oct(umask)):
-                td = rlib.TempDir("s3mond-modes-")
+                td = h.Workdir("s3mond-modes-")
                 with td as tmp:
-                    sim = rlib.Dvsim(fixture_with_secret(), tmp, "dvsim").start()
+                    sim = h.Sim(fixture_with_secret(), tmp)
                     try:
                         state = os.path.join(tmp, "state")       # created by s3mond
                         metrics = os.path.join(tmp, "s3mond.prom")
-                        conf = rlib.write_config(tmp, [(sim, ENV, None)],
-                                                 {"interval": "1s", "metrics_file": metrics})
+                        conf = h.Config(tmp, sim, interval="1s", metrics_file=metrics)
                         old = os.umask(umask)
                         try:
-                            d = rlib.Daemon(conf, tmp, []).start()
+                            d = h.Daemon(conf, verbose=0)
                         finally:
                             os.umask(old)
-                        d.wait_for(lambda r: rlib.findings_count(r) >= 5, 30, "findings")
+                        d.wait_for(lambda r: h.findings_count(r) >= 5, 30, "findings")
                         time.sleep(1.5)
                         self.assertEqual(d.stop(), 0)
                     finally:

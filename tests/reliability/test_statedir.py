@@ -16,20 +16,17 @@ read-only: a first run saves the state; the directory is then bind-mounted
   alert once, says "Read-only file system" and keeps running.
 """
 
+import contextlib
 import errno
 import os
-import shutil
-import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.join(HERE, "..", "lib")]
 import rlib  # noqa: E402
-from rlib import log  # noqa: E402
-
-
-def sh(*argv):
-    subprocess.run(argv, check=True)
+import s3test as h  # noqa: E402
+from s3test import ns  # noqa: E402
 
 
 def fill(directory):
@@ -47,7 +44,7 @@ def fill(directory):
 
 
 def check_once(problems, recs, expected):
-    counts, fp = rlib.compare_findings(recs, expected)
+    counts, fp = h.compare_findings(recs, expected)
     problems += fp
     return counts
 
@@ -56,19 +53,19 @@ def case_full(tmp):
     problems = []
     state = os.path.join(tmp, "state")
     os.mkdir(state)
-    sh("mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", state)
+    ns.mount("tmpfs", state, "tmpfs", 0, "size=256k,mode=0700")
     fill(state)
     rig = rlib.Rig(tmp, state_dir=state).start()
     try:
         d1 = rig.daemon()
-        d1.wait_for(lambda r: rlib.findings_count(r) >= rig.n_expected(), 30, "the findings")
+        d1.wait_for(lambda r: h.findings_count(r) >= rig.n_expected(), 30, "the findings")
         time.sleep(2.5 * rig.interval)
         new_id = rig.insert_alert()
-        d1.wait_for(lambda r: new_id in {k[1] for k in rlib.keys_of(r)}, 30, "the new finding")
+        d1.wait_for(lambda r: new_id in {k[1] for k in h.keys_of(r)}, 30, "the new finding")
         time.sleep(2.5 * rig.interval)
-        if not d1.alive():
+        if not d1.running():
             problems.append("s3mond stopped on a full disk")
-        err = d1.stderr_text()
+        err = d1.stderr()
         if "No space left on device" not in err or "state not saved" not in err:
             problems.append("stderr does not say the state could not be saved: %s" % err[-600:])
         check_once(problems, d1.snapshot(), rig.expected())
@@ -83,7 +80,7 @@ def case_full(tmp):
         rc = d1.stop()
         if rc != 0:
             problems.append("s3mond exited %s" % rc)
-        err = d1.stderr_text()
+        err = d1.stderr()
         # once per outage, not once per cycle
         for words, n in (("state not saved (will retry", 1), ("state saved again", 1)):
             if err.count(words) != n:
@@ -91,11 +88,12 @@ def case_full(tmp):
         d2 = rig.daemon()
         time.sleep(3.5 * rig.interval)
         d2.stop()
-        if rlib.keys_of(d2.snapshot()):
-            problems.append("reported again after the restart: %s" % rlib.keys_of(d2.snapshot()))
+        if h.keys_of(d2.snapshot()):
+            problems.append("reported again after the restart: %s" % h.keys_of(d2.snapshot()))
     finally:
         rig.stop()
-        subprocess.run(["umount", "-l", state])
+        with contextlib.suppress(OSError):    # not mounted: the case failed before
+            ns.umount(state)
     return problems
 
 
@@ -105,11 +103,11 @@ def case_readonly(tmp):
     rig = rlib.Rig(tmp, state_dir=state).start()
     try:
         d1 = rig.daemon()
-        d1.wait_for(lambda r: rlib.findings_count(r) >= rig.n_expected(), 30, "the findings")
+        d1.wait_for(lambda r: h.findings_count(r) >= rig.n_expected(), 30, "the findings")
         time.sleep(1.5 * rig.interval)
         d1.stop()
-        sh("mount", "--bind", state, state)
-        sh("mount", "-o", "remount,bind,ro", state)
+        ns.mount(state, state, None, ns.MS_BIND)
+        ns.mount(None, state, None, ns.MS_REMOUNT | ns.MS_BIND | ns.MS_RDONLY)
         try:
             open(os.path.join(state, "probe"), "w").close()
             problems.append("the bind mount is not read-only")
@@ -117,54 +115,46 @@ def case_readonly(tmp):
             pass
         new_id = rig.insert_alert()
         d2 = rig.daemon()
-        d2.wait_for(lambda r: new_id in {k[1] for k in rlib.keys_of(r)}, 30, "the new finding")
+        d2.wait_for(lambda r: new_id in {k[1] for k in h.keys_of(r)}, 30, "the new finding")
         time.sleep(2.5 * rig.interval)
-        if not d2.alive():
+        if not d2.running():
             problems.append("s3mond stopped on a read-only state directory")
         rc = d2.stop()
         if rc != 0:
             problems.append("s3mond exited %s" % rc)
-        err = d2.stderr_text()
+        err = d2.stderr()
         if "Read-only file system" not in err:
             problems.append("stderr does not say the directory is read-only: %s" % err[-600:])
         if err.count("state not saved (will retry") != 1:
             problems.append("the save failure was reported %d times, expected once" %
                             err.count("state not saved (will retry"))
-        again = [k for k in rlib.keys_of(d2.snapshot()) if k[1] != new_id]
+        again = [k for k in h.keys_of(d2.snapshot()) if k[1] != new_id]
         if again:
             problems.append("reported again from a read-only state: %s" % again)
         check_once(problems, d1.snapshot() + d2.snapshot(), rig.expected())
     finally:
         rig.stop()
-        subprocess.run(["umount", "-l", state])
+        with contextlib.suppress(OSError):    # not mounted: the case failed before
+            ns.umount(state)
     return problems
 
 
-def inner():
+def main():
+    ns.reexec_in_namespace()
     failed = 0
     for name, fn in (("full", case_full), ("read-only", case_readonly)):
-        td = rlib.TempDir("s3mond-statedir-")
+        td = h.Workdir("s3mond-statedir-")
         with td as tmp:
             t0 = time.time()
             problems = fn(tmp)
-            log("%-10s %s (%.0f s)" % (name, "FAIL" if problems else "ok", time.time() - t0))
+            h.log("%-10s %s (%.0f s)" % (name, "FAIL" if problems else "ok", time.time() - t0))
             for p in problems:
-                log("    " + p)
+                h.log("    " + p)
             if problems:
                 td.keep = True
                 failed += 1
     print("%d passed, %d failed" % (2 - failed, failed))
     return 1 if failed else 0
-
-
-def main():
-    if len(sys.argv) > 1 and sys.argv[1] == "--inner":
-        return inner()
-    if os.geteuid() != 0 or not shutil.which("unshare"):
-        print("skipped: needs root and unshare(1) for a private mount namespace")
-        return 77
-    return subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable,
-                           os.path.abspath(__file__), "--inner"]).returncode
 
 
 if __name__ == "__main__":

@@ -22,9 +22,8 @@ import signal
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import rlib  # noqa: E402
-from rlib import log  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import s3test as h  # noqa: E402
 
 N_ENVS = int(os.environ.get("VALGRIND_ENVS", "20"))
 MIN_POLLS = int(os.environ.get("VALGRIND_POLLS", "1000"))
@@ -56,31 +55,29 @@ def main():
     if not shutil.which("valgrind"):
         print("skipped: no valgrind")
         return 77
-    if rlib.SANITIZED:
+    if h.sanitized():
         print("skipped: valgrind runs on the plain build, not under sanitizers")
         return 77
-    td = rlib.TempDir("s3mond-valgrind-")
+    td = h.Workdir("s3mond-valgrind-")
     with td as tmp:
-        base = rlib.absolutize(rlib.load_fixture("realistic.json"))["environments"][0]
+        base = h.absolutize(h.fixture("realistic.json"))["environments"][0]
         names = ["env%02d" % i for i in range(N_ENVS)]
-        sc = {"environments": [rlib.renamed_env(base, n) for n in names]}
-        sim = rlib.Dvsim(sc, tmp, "dvsim").start()
+        sc = {"environments": [h.renamed_env(base, n) for n in names]}
+        sim = h.Sim(sc, tmp)
         metrics = os.path.join(tmp, "s3mond.prom")
-        conf = rlib.write_config(tmp, [(sim, n, None) for n in names],
-                                 {"interval": "1s", "metrics_file": metrics,
-                                  "config_refresh": "5s"})
+        conf = h.Config(tmp, sim, interval="1s", metrics_file=metrics, config_refresh="5s")
         vlog = os.path.join(tmp, "valgrind.log")
         prefix = ["valgrind", "--quiet", "--leak-check=full", "--show-leak-kinds=definite,indirect",
                   "--errors-for-leak-kinds=definite,indirect", "--error-exitcode=99",
                   "--track-origins=yes", "--log-file=" + vlog]
         t0 = time.time()
-        d = rlib.Daemon(conf, tmp, [], prefix=prefix).start()
+        d = h.Daemon(conf, verbose=0, prefix=prefix)
         rc = None
         try:
             step = 0
             last_event = time.time()
             deadline = time.time() + 600
-            while polls(metrics) < MIN_POLLS and time.time() < deadline and d.alive():
+            while polls(metrics) < MIN_POLLS and time.time() < deadline and d.running():
                 time.sleep(0.5)
                 if time.time() - last_event < 2:
                     continue
@@ -88,21 +85,21 @@ def main():
                 env = names[step % N_ENVS]
                 f = dict(FAULTS[step % len(FAULTS)])
                 f["target"] = "%s/%s" % (env, f["target"])
-                sim.add_fault(f)
-                sim.insert(env, rlib.new_alert_rows(at=time.time() - 1))
+                sim.fault(**f)
+                sim.insert_sets(env, h.new_alert_rows(at=time.time() - 1))
                 if step % 7 == 3:
-                    sim.revoke(names[(step * 3) % N_ENVS])
+                    sim.revoke_tokens(names[(step * 3) % N_ENVS])
                 if step == 10:
                     d.proc.send_signal(signal.SIGHUP)
                 step += 1
             n_polls = polls(metrics)
             # no more trouble: what is still in flight arrives, then stop
             sim.clear_faults()
-            n_expected = sum(len(rlib.expected_findings(sim.scenario, n)) for n in names)
+            n_expected = sum(len(h.expected_findings(sim.scenario, n)) for n in names)
             try:
-                d.wait_for(lambda r: rlib.findings_count(r) >= n_expected, 60, "the last findings")
+                d.wait_for(lambda r: h.findings_count(r) >= n_expected, 60, "the last findings")
             except AssertionError as e:
-                log(str(e))
+                h.log(str(e))
             time.sleep(2)
             rc = d.stop(timeout=60)
         finally:
@@ -110,9 +107,9 @@ def main():
         elapsed = time.time() - t0
         with open(vlog, errors="replace") as f:
             report = f.read()
-        expected = {n: rlib.expected_findings(sim.scenario, n) for n in names}
-        counts, problems = rlib.compare_findings(d.snapshot(), expected)
-        log("%d polls of %d environments in %.0f s under valgrind; %d findings (%d expected, "
+        expected = {n: h.expected_findings(sim.scenario, n) for n in names}
+        counts, problems = h.compare_findings(d.snapshot(), expected)
+        h.log("%d polls of %d environments in %.0f s under valgrind; %d findings (%d expected, "
             "%d duplicated); exit %s" % (n_polls, N_ENVS, elapsed, counts["emitted"],
                                          counts["expected"], counts["duplicated"], rc))
         failed = False

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "guid.h"
 #include "model.h"
 
 /* 2026-11-25T10:00:00Z, the alerts' reference time. */

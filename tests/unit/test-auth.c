@@ -9,7 +9,7 @@
 #include <errno.h>
 
 #include "auth.h"
-#include "config.h"
+#include "connection.h"
 
 static void test_renew_point(void **state) {
         (void) state;
@@ -54,7 +54,7 @@ static void test_bad_lifetime(void **state) {
 }
 
 static void test_new_refuses_incomplete(void **state) {
-        struct env_config env = {
+        struct dv_connection env = {
                 .name = "prod",
                 .url = "https://contoso.crm.dynamics.com",
                 .client_id = "11111111-1111-1111-1111-111111111111",

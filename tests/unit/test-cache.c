@@ -21,6 +21,19 @@ static struct cache *new_cache(void) {
         return c;
 }
 
+/* Mailbox n as the cache holds it. */
+static void assert_mailbox(const struct cache *c, unsigned n, const char *name, const char *email, int incoming,
+                           int act, time_t last_success_on) {
+        struct cache_mailbox m;
+
+        assert_true(cache_mailbox_get(c, guid(K_MAILBOX, n), &m));
+        assert_string_equal(m.name, name);
+        assert_string_equal(m.email, email);
+        assert_int_equal(m.incoming_status, incoming);
+        assert_int_equal(m.act_status, act);
+        assert_int_equal(m.last_success_on, last_success_on);
+}
+
 static void test_empty(void **state) {
         (void) state;
         _cleanup_(cache_freep) struct cache *c = new_cache();
@@ -231,12 +244,7 @@ static void test_mailboxes(void **state) {
         assert_true(cache_loaded(c, CACHE_MAILBOXES));
         assert_int_equal(cache_count(c, CACHE_MAILBOXES), 3);
         assert_int_equal(cache_watermark(c, CACHE_MAILBOXES), T0 - 200);
-        assert_true(cache_mailbox_get(c, guid(K_MAILBOX, 1), &m));
-        assert_string_equal(m.name, "Support");
-        assert_string_equal(m.email, "support@contoso.com");
-        assert_int_equal(m.incoming_status, 2);
-        assert_int_equal(m.act_status, 1);
-        assert_int_equal(m.last_success_on, T0 - 50);
+        assert_mailbox(c, 1, "Support", "support@contoso.com", 2, 1, T0 - 50);
         assert_true(cache_mailbox_get(c, guid(K_MAILBOX, 3), &m));
         assert_null(m.name);
         assert_null(m.email);
@@ -297,12 +305,7 @@ static void test_mailboxes_idle_delta(void **state) {
         assert_int_equal(cache_update_mailboxes(c, delta, 2), 0);
         assert_int_equal(cache_count(c, CACHE_MAILBOXES), 3);
         assert_int_equal(cache_watermark(c, CACHE_MAILBOXES), T0 - 100);
-        assert_true(cache_mailbox_get(c, guid(K_MAILBOX, 1), &m));
-        assert_string_equal(m.name, "Support");
-        assert_string_equal(m.email, "support@contoso.com");
-        assert_int_equal(m.incoming_status, 2);
-        assert_int_equal(m.act_status, 1);
-        assert_int_equal(m.last_success_on, T0 - 90);
+        assert_mailbox(c, 1, "Support", "support@contoso.com", 2, 1, T0 - 90);
         assert_true(cache_mailbox_get(c, guid(K_MAILBOX, 3), &m));
         assert_null(m.name);
         assert_int_equal(m.last_success_on, T0 - 140);

@@ -11,6 +11,7 @@
 
 #include "build-config.h"
 #include "cli.h"
+#include "config.h"
 #include "macro.h"
 
 #define PARSE(args, error, ...)                                                             \

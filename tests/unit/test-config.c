@@ -218,7 +218,7 @@ static void test_every_key(void **state) {
         assert_int_equal(e->line, 24);
 }
 
-/* The example of DESIGN.md section 5, comments and all. */
+/* The example of docs/design.md §5, comments and all. */
 static void test_design_example(void **state) {
         struct fixture *fx = *state;
         _cleanup_(config_freep) struct s3_config *c = NULL;
@@ -622,23 +622,6 @@ static void test_derived_too_long(void **state) {
         }
 }
 
-static void test_environment_names(void **state) {
-        (void) state;
-        assert_true(config_environment_name_is_valid("prod"));
-        assert_true(config_environment_name_is_valid("Prod.EU-1_b"));
-        assert_true(config_environment_name_is_valid("..x"));
-        assert_false(config_environment_name_is_valid(""));
-        assert_false(config_environment_name_is_valid("."));
-        assert_false(config_environment_name_is_valid(".."));
-        assert_false(config_environment_name_is_valid("a/b"));
-        assert_false(config_environment_name_is_valid("a b"));
-        assert_false(config_environment_name_is_valid("prød"));
-        assert_true(config_environment_name_is_valid(
-                "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn"));
-        assert_false(config_environment_name_is_valid(
-                "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn"));
-}
-
 static void test_output_kinds(void **state) {
         (void) state;
         static const enum output_kind all[] = { OUTPUT_AUTO, OUTPUT_JOURNAL, OUTPUT_SYSLOG, OUTPUT_STDERR,
@@ -669,7 +652,6 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_long_environment_name, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_line_length, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_derived_too_long, setup, teardown),
-                cmocka_unit_test(test_environment_names),
                 cmocka_unit_test(test_output_kinds),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,4 +1,4 @@
-/* Unit tests for correlate.c: suspects (every decoy class of DESIGN §1 left
+/* Unit tests for correlate.c: suspects (every decoy class of docs/design.md §1 left
  * out, every culprit class found), evidence and its window, the one evidence
  * request of a cycle, verdicts, ordering, notes and remedies. */
 #include <setjmp.h>
@@ -56,6 +56,15 @@ static struct finding *correlate_one(const struct alert *a, const struct cache *
         assert_int_equal(correlate_alert(a, c, s, ns, t, nt, p, T0 + 3, &f), 0);
         assert_non_null(f);
         return f;
+}
+
+/* Release a test's sessions, traces and alert. */
+static void evidence_done(struct session_row *s, size_t ns, struct trace_row *t, size_t nt, struct alert *a) {
+        for (size_t i = 0; i < ns; i++)
+                session_row_done(&s[i]);
+        for (size_t i = 0; i < nt; i++)
+                trace_row_done(&t[i]);
+        alert_done(a);
 }
 
 static bool has_culprit(const struct finding *f, enum culprit_kind kind, unsigned n) {
@@ -186,11 +195,7 @@ static void test_decoys(void **state) {
         assert_non_null(strstr(f->remedy, "support ticket"));
         finding_free(f);
 
-        for (size_t i = 0; i < ELEMENTSOF(s); i++)
-                session_row_done(&s[i]);
-        for (size_t i = 0; i < ELEMENTSOF(t); i++)
-                trace_row_done(&t[i]);
-        alert_done(&a);
+        evidence_done(s, ELEMENTSOF(s), t, ELEMENTSOF(t), &a);
 }
 
 /* Each culprit class of an email alert, alone and among all the decoys. */
@@ -410,11 +415,7 @@ static void test_not_evidence(void **state) {
         for (size_t i = 0; i < f->n_culprits; i++)
                 assert_int_equal(f->culprits[i].n_evidence, 0);
         finding_free(f);
-        for (size_t i = 0; i < ELEMENTSOF(s); i++)
-                session_row_done(&s[i]);
-        for (size_t i = 0; i < ELEMENTSOF(t); i++)
-                trace_row_done(&t[i]);
-        alert_done(&a);
+        evidence_done(s, ELEMENTSOF(s), t, ELEMENTSOF(t), &a);
 }
 
 /* Sessions point at activation rows; they convict the definition. */

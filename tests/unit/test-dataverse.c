@@ -1,8 +1,9 @@
-/* Unit tests for dataverse.c without a server: the exact URL of every named
- * query (golden strings), id-list splitting and validation, nextLink origin
- * checks; then the client on a real loop against a closed loopback port:
- * retries inside the budget, a clear error without the secret, no callback
- * after dv_client_free(), an empty id list answered without a request. */
+/* Unit tests for the dataverse layer without a server: the exact URL of every
+ * named query (queries.c, golden strings), id-list splitting and validation,
+ * nextLink origin checks, the JSON text repair and page bodies (response.c);
+ * then the client on a real loop against a closed loopback port: retries
+ * inside the budget, a clear error without the secret, no callback after
+ * dv_client_free(), an empty id list answered without a request or a page. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,9 +16,11 @@
 
 #include <ev.h>
 
-#include "config.h"
-#include "dataverse.h"
+#include "client.h"
+#include "connection.h"
 #include "http.h"
+#include "queries.h"
+#include "response.h"
 
 #define ROOT "https://contoso.crm.dynamics.com"
 #define API ROOT "/api/data/v9.2/"
@@ -204,6 +207,7 @@ struct outcome {
         unsigned requests;
         char message[1024];
         size_t rows;
+        unsigned pages;
 };
 
 static void on_done(struct dv_client *c, struct dv_result *r, void *userdata) {
@@ -213,10 +217,11 @@ static void on_done(struct dv_client *c, struct dv_result *r, void *userdata) {
         o->error = r->error;
         o->requests = r->requests;
         snprintf(o->message, sizeof(o->message), "%s", r->message ? r->message : "");
-        o->rows = r->rows ? json_array_size(r->rows) : (size_t) -1;
+        o->rows = r->error < 0 ? (size_t) -1 : r->rows;
+        o->pages = r->pages;
 }
 
-static struct env_config closed_env = {
+static struct dv_connection closed_env = {
         .name = "closed",
         .url = "http://127.0.0.1:1",
         .token_url = "http://127.0.0.1:1/tenant/oauth2/v2.0/token",
@@ -239,7 +244,7 @@ static void test_refused_until_budget(void **state) {
         (void) state;
         assert_int_equal(http_new(loop, &h), 0);
         assert_int_equal(dv_client_new(loop, h, &closed_env, &opt, &c), 0);
-        assert_int_equal(dv_query_tracelogs_since(c, SINCE, on_done, &o), 0);
+        assert_int_equal(dv_query_tracelogs_since(c, SINCE, NULL, on_done, &o), 0);
         assert_int_equal(o.calls, 0); /* never from inside the call */
         ev_run(loop, 0);
         assert_int_equal(o.calls, 1);
@@ -272,12 +277,12 @@ static void test_free_cancels(void **state) {
         assert_int_equal(http_new(loop, &h), 0);
         assert_int_equal(dv_client_new(loop, h, &closed_env, &opt, &c), 0);
         for (int i = 0; i < 10; i++) /* more than max_in_flight: some stay queued */
-                assert_int_equal(dv_query_mailboxes_since(c, 0, on_done, &o), 0);
-        assert_int_equal(dv_query_failed_sessions(c, NULL, 0, SINCE, SINCE, on_done, &empty), 0);
-        assert_int_equal(dv_query_failed_sessions(c, two_ids, 1, SINCE, SINCE + 1, on_done, NULL) , 0);
+                assert_int_equal(dv_query_mailboxes_since(c, 0, NULL, on_done, &o), 0);
+        assert_int_equal(dv_query_failed_sessions(c, NULL, 0, SINCE, SINCE, NULL, on_done, &empty), 0);
+        assert_int_equal(dv_query_failed_sessions(c, two_ids, 1, SINCE, SINCE + 1, NULL, on_done, NULL) , 0);
         {
                 static const char *const bad[] = { "nope" };
-                assert_int_equal(dv_query_failed_sessions(c, bad, 1, SINCE, SINCE, on_done, NULL), -EINVAL);
+                assert_int_equal(dv_query_failed_sessions(c, bad, 1, SINCE, SINCE, NULL, on_done, NULL), -EINVAL);
         }
         ev_timer_init(&t, stop_loop, 0.2, 0.);
         ev_timer_start(loop, &t);
@@ -286,6 +291,7 @@ static void test_free_cancels(void **state) {
         assert_int_equal(empty.calls, 1);
         assert_int_equal(empty.error, 0);
         assert_int_equal(empty.rows, 0);
+        assert_int_equal(empty.pages, 0);
         assert_int_equal(empty.requests, 0);
         /* the others wait in backoff or in the queue: freeing cancels them silently */
         assert_int_equal(o.calls, 0);
@@ -322,9 +328,9 @@ static void test_free_inside_callback(void **state) {
         assert_int_equal(http_new(loop, &h), 0);
         assert_int_equal(dv_client_new(loop, h, &closed_env, NULL, &f.client), 0);
         /* two answers ready at once; the first callback frees the client */
-        assert_int_equal(dv_query_plugin_traces(f.client, NULL, 0, SINCE, SINCE, free_in_callback, &f), 0);
-        assert_int_equal(dv_query_plugin_traces(f.client, NULL, 0, SINCE, SINCE, on_done, &later), 0);
-        assert_int_equal(dv_query_tracelogs_since(f.client, SINCE, on_done, &later), 0);
+        assert_int_equal(dv_query_plugin_traces(f.client, NULL, 0, SINCE, SINCE, NULL, free_in_callback, &f), 0);
+        assert_int_equal(dv_query_plugin_traces(f.client, NULL, 0, SINCE, SINCE, NULL, on_done, &later), 0);
+        assert_int_equal(dv_query_tracelogs_since(f.client, SINCE, NULL, on_done, &later), 0);
         ev_run(loop, 0);
         assert_int_equal(f.calls, 1);
         assert_null(f.client);
@@ -361,6 +367,57 @@ static void test_json_repair(void **state) {
         check_repair("\\", "\\", 0);
 }
 
+static void test_page_body(void **state) {
+        struct dv_page_body b;
+        char *why = NULL;
+        const char *ok = "{\"@odata.context\":\"x\",\"value\":[{\"a\":1},{\"a\":\"\\u0000\"}],"
+                         "\"@odata.nextLink\":\"https://contoso.crm.dynamics.com/api/data/v9.2/x?$skiptoken=1\"}";
+
+        (void) state;
+        /* a page, read after repairing the NUL escape jansson refuses */
+        assert_int_equal(dv_page_body_parse(ok, strlen(ok), &b, &why), 0);
+        assert_null(why);
+        assert_int_equal(json_array_size(b.value), 2);
+        assert_int_equal(b.repairs, 1);
+        assert_string_equal(b.next_link, "https://contoso.crm.dynamics.com/api/data/v9.2/x?$skiptoken=1");
+        dv_page_body_done(&b);
+        /* the last page: no link, or a null one */
+        assert_int_equal(dv_page_body_parse("{\"value\":[]}", 12, &b, &why), 0);
+        assert_null(b.next_link);
+        dv_page_body_done(&b);
+        assert_int_equal(dv_page_body_parse("{\"value\":[],\"@odata.nextLink\":null}", 35, &b, &why), 0);
+        assert_null(b.next_link);
+        dv_page_body_done(&b);
+
+        assert_int_equal(dv_page_body_parse("<html>", 6, &b, &why), -EBADMSG);
+        assert_non_null(strstr(why, "response is not valid JSON"));
+        free(why);
+        assert_int_equal(dv_page_body_parse("{\"rows\":[]}", 11, &b, &why), -EBADMSG);
+        assert_string_equal(why, "response is not an OData collection ({\"value\":[...]})");
+        free(why);
+        assert_int_equal(dv_page_body_parse("{\"value\":[],\"@odata.nextLink\":1}", 32, &b, &why), -EBADMSG);
+        free(why);
+        assert_int_equal(dv_page_body_parse("{\"value\":[{},2]}", 16, &b, &why), -EBADMSG);
+        assert_string_equal(why, "row 1 of the response is not a JSON object");
+        free(why);
+        assert_null(b.root);
+}
+
+static void test_error_body(void **state) {
+        const char *body = "{\"error\":{\"code\":\"0x80040220\",\"message\":\"Principal user\\nlacks privilege\"}}";
+        char *code, *message;
+
+        (void) state;
+        dv_error_body_parse(body, strlen(body), &code, &message);
+        assert_string_equal(code, "0x80040220");
+        assert_string_equal(message, "Principal user lacks privilege");
+        free(code);
+        free(message);
+        dv_error_body_parse("Bad gateway", 11, &code, &message);
+        assert_null(code);
+        assert_null(message);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_golden_urls),
@@ -373,6 +430,8 @@ int main(void) {
                 cmocka_unit_test(test_free_cancels),
                 cmocka_unit_test(test_free_inside_callback),
                 cmocka_unit_test(test_json_repair),
+                cmocka_unit_test(test_page_body),
+                cmocka_unit_test(test_error_body),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

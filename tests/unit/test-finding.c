@@ -1,4 +1,4 @@
-/* Unit tests for finding.c: the JSON form of DESIGN.md §2 (golden file),
+/* Unit tests for finding.c: the JSON form of docs/design.md §2 (golden file),
  * resolved and error events, the one-line form, and hostile text. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +13,7 @@
 #include "macro.h"
 #include "samples.h"
 #include "strutil.h"
+#include "utf8.h"
 
 static char *dump(json_t *j) {
         char *s;

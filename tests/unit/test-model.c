@@ -43,11 +43,29 @@ static void test_finding_free(void **state) {
         finding_free(NULL);
 }
 
+static void test_environment_names(void **state) {
+        (void) state;
+        assert_true(environment_name_is_valid("prod"));
+        assert_true(environment_name_is_valid("Prod.EU-1_b"));
+        assert_true(environment_name_is_valid("..x"));
+        assert_false(environment_name_is_valid(""));
+        assert_false(environment_name_is_valid("."));
+        assert_false(environment_name_is_valid(".."));
+        assert_false(environment_name_is_valid("a/b"));
+        assert_false(environment_name_is_valid("a b"));
+        assert_false(environment_name_is_valid("prød"));
+        assert_true(environment_name_is_valid(
+                "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn"));
+        assert_false(environment_name_is_valid(
+                "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn"));
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_item_type_names),
                 cmocka_unit_test(test_verdict_names),
                 cmocka_unit_test(test_finding_free),
+                cmocka_unit_test(test_environment_names),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,6 +20,7 @@
 #include "output.h"
 #include "samples.h"
 #include "strutil.h"
+#include "utf8.h"
 
 /* ---- a tiny key=value parser, written from the contract, not the code ---- */
 

@@ -21,20 +21,6 @@ static json_t *parse_json(const char *text) {
 
 #define T_10_00 ((time_t) 1795600800) /* 2026-11-25T10:00:00Z */
 
-static void test_guid_normalize(void **state) {
-        (void) state;
-        char buf[GUID_STRLEN + 1];
-        assert_int_equal(rows_guid_normalize("0F1E2D3C-4B5A-6978-8796-A5B4C3D2E1F0", buf), 0);
-        assert_string_equal(buf, "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0");
-        assert_int_equal(rows_guid_normalize("{0F1E2D3C-4B5A-6978-8796-A5B4C3D2E1F0}", buf), 0);
-        assert_string_equal(buf, "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0");
-        assert_int_equal(rows_guid_normalize("0f1e2d3c4b5a69788796a5b4c3d2e1f0", buf), -EINVAL);
-        assert_int_equal(rows_guid_normalize("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1fg", buf), -EINVAL);
-        assert_int_equal(rows_guid_normalize("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0x", buf), -EINVAL);
-        assert_int_equal(rows_guid_normalize("", buf), -EINVAL);
-        assert_int_equal(rows_guid_normalize(NULL, buf), -EINVAL);
-}
-
 static void test_tracelog(void **state) {
         (void) state;
         json_t *j = parse_json(
@@ -337,58 +323,63 @@ static void test_errors_other_tables(void **state) {
         }
 }
 
-static void test_arrays(void **state) {
+static void test_page(void **state) {
         (void) state;
         json_t *j = parse_json(
                 "[{\"workflowid\":\"a0000000-0000-4000-8000-000000000001\",\"category\":0,\"type\":1,"
                 "\"statecode\":1,\"mode\":1," MOD "},"
                 "{\"workflowid\":\"a0000000-0000-4000-8000-000000000002\",\"category\":0,\"type\":1,"
-                "\"statecode\":1,\"mode\":0," MOD "}]");
-        struct workflow_row *rows = NULL;
-        size_t n = 0;
-        char *err = NULL;
+                "\"statecode\":true,\"mode\":0," MOD "},"
+                "{\"workflowid\":\"a0000000-0000-4000-8000-000000000003\",\"category\":0,\"type\":1,"
+                "\"statecode\":1,\"mode\":0," MOD "},"
+                "{\"workflowid\":\"not a guid\"}]");
+        struct rows_skipped skipped = {};
+        struct rows page, all = { .table = ROWS_WORKFLOWS };
 
-        assert_int_equal(rows_parse_workflows(j, &rows, &n, &err), 0);
-        assert_int_equal(n, 2);
-        assert_int_equal(rows[1].mode, 0);
-        workflow_rows_free(rows, n);
+        /* a refused row is skipped, counted and described; the others keep their order */
+        assert_int_equal(rows_parse_page(ROWS_WORKFLOWS, j, "prod", 10, &page, &skipped), 0);
+        assert_int_equal(page.table, ROWS_WORKFLOWS);
+        assert_int_equal(page.n, 2);
+        assert_string_equal(page.workflows[0].id, "a0000000-0000-4000-8000-000000000001");
+        assert_string_equal(page.workflows[1].id, "a0000000-0000-4000-8000-000000000003");
+        assert_int_equal(skipped.n, 2);
+        assert_string_equal(skipped.first, "workflows row 11 skipped: workflows: column 'statecode': "
+                                           "expected an integer, got a boolean");
+        /* pages add up */
+        assert_int_equal(rows_append(&all, &page), 0);
+        assert_int_equal(page.n, 0);
+        assert_null(page.any);
+        assert_int_equal(rows_parse_page(ROWS_WORKFLOWS, j, "prod", 14, &page, &skipped), 0);
+        assert_int_equal(rows_append(&all, &page), 0);
+        assert_int_equal(all.n, 4);
+        assert_string_equal(all.workflows[3].id, "a0000000-0000-4000-8000-000000000003");
+        assert_int_equal(skipped.n, 4);
+        assert_non_null(strstr(skipped.first, "row 11 skipped"));
+        rows_done(&all);
+        rows_done(&page);
+        rows_skipped_done(&skipped);
+        json_decref(j);
+
+        /* nothing to keep: no array; a hostile id stays out of the words */
+        j = parse_json("[{\"plugintracelogid\":\"\\u0001evil\\u001b[0m\"}]");
+        assert_int_equal(rows_parse_page(ROWS_TRACES, j, "prod", 0, &page, &skipped), 0);
+        assert_int_equal(page.n, 0);
+        assert_null(page.any);
+        assert_string_equal(skipped.first, "traces row 0 skipped: plugintracelogs: column 'plugintracelogid': "
+                                           "not a GUID: \"?evil?[0m\"");
+        rows_skipped_done(&skipped);
         json_decref(j);
 
         j = parse_json("[]");
-        assert_int_equal(rows_parse_workflows(j, &rows, &n, &err), 0);
-        assert_int_equal(n, 0);
-        assert_null(rows);
+        assert_int_equal(rows_parse_page(ROWS_TRACELOGS, j, "prod", 0, &page, NULL), 0);
+        assert_int_equal(page.n, 0);
         json_decref(j);
-
-        /* The failing row is named by position and id. */
-        j = parse_json("[{\"workflowid\":\"a0000000-0000-4000-8000-000000000001\",\"category\":0,\"type\":1,"
-                       "\"statecode\":1,\"mode\":1," MOD "},"
-                       "{\"workflowid\":\"a0000000-0000-4000-8000-000000000002\",\"category\":0,\"type\":1,"
-                       "\"statecode\":true,\"mode\":0," MOD "}]");
-        assert_int_equal(rows_parse_workflows(j, &rows, &n, &err), -EINVAL);
-        assert_string_equal(err, "workflows row 1 (workflowid a0000000-0000-4000-8000-000000000002): "
-                                 "column 'statecode': expected an integer, got a boolean");
-        free(err);
-        json_decref(j);
-
-        j = parse_json("{\"value\":[]}");
-        assert_int_equal(rows_parse_traces(j, NULL, &n, &err), -EINVAL);
-        assert_string_equal(err, "plugintracelogs: expected an array of rows, got an object");
-        free(err);
-        json_decref(j);
-
-        j = parse_json("[{\"plugintracelogid\":\"f0000000-0000-4000-8000-000000000001\",\"mode\":0,"
-                       "\"createdon\":\"2026-11-25T10:00:00Z\"},{\"plugintracelogid\":\"\\u0001evil\\u001b[0m\"}]");
-        assert_int_equal(rows_parse_traces(j, NULL, &n, &err), -EINVAL);
-        assert_string_equal(err, "plugintracelogs row 1 (plugintracelogid ?evil?[0m): column 'plugintracelogid': "
-                                 "not a GUID: \"?evil?[0m\"");
-        free(err);
-        json_decref(j);
+        assert_string_equal(rows_table_name(ROWS_STEPS), "steps");
+        assert_null(rows_table_name(_ROWS_TABLE_MAX));
 }
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_guid_normalize),
                 cmocka_unit_test(test_tracelog),
                 cmocka_unit_test(test_mailbox),
                 cmocka_unit_test(test_workflow),
@@ -397,7 +388,7 @@ int main(void) {
                 cmocka_unit_test(test_trace),
                 cmocka_unit_test(test_errors),
                 cmocka_unit_test(test_errors_other_tables),
-                cmocka_unit_test(test_arrays),
+                cmocka_unit_test(test_page),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
